@@ -1,0 +1,1 @@
+"""One absl entrypoint per paper: ``python -m experiments.NAME --workdir=DIR``."""

@@ -1,0 +1,1 @@
+"""jaxrep: functional JAX reimplementations of representation-learning papers."""

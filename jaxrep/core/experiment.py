@@ -1,0 +1,213 @@
+"""The experiment harness: config, seeds, workdir outputs and the absl entrypoint.
+
+An experiment module defines ``EXPERIMENT = Experiment(...)`` and ends with
+``if __name__ == "__main__": experiment.main(EXPERIMENT)``. The harness
+
+1. builds the config (``get_config``, then ``quick`` if ``--quick``, then
+   ``--config.KEY=VALUE`` overrides) and checks it before any work;
+2. runs ``run(config, ctx) -> Outcome`` where ``ctx`` gives seeded keys, a
+   metrics logger, progress output, resumable stages and the figure path;
+3. writes ``config.json``, ``metrics.jsonl``, ``figure.png`` and, last and
+   atomically, ``results.json``. A run that fails leaves no ``results.json``.
+
+Quick mode reports its numbers but never claims PASS (``passed`` is null).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import sys
+import time
+import zlib
+from typing import Any, Callable, Mapping
+
+import jax
+import ml_collections
+
+from jaxrep.core import config as config_lib
+from jaxrep.core import logging as log_lib
+from jaxrep.core import results as results_lib
+
+ConfigError = config_lib.ConfigError
+RESULTS_FILE = "results.json"
+FIGURE_FILE = "figure.png"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+  """What a run measured. ``measured`` maps a name to per-seed values;
+  ``passed`` is the claim check, computed with thresholds fixed in the
+  experiment module before it runs; ``details`` holds grids and fits."""
+
+  measured: Mapping[str, Any]
+  passed: bool | None
+  details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """One paper's reproduction.
+
+  ``runtime_s`` is the measured default-config runtime on 2 CPU cores; the
+  ``reproduce`` command uses it to pick what fits its time budget.
+  ``headline`` names the measured values the scoreboard shows (default: the
+  first four).
+  """
+
+  paper_id: str
+  claim: str
+  get_config: Callable[[], ml_collections.ConfigDict]
+  run: Callable[[ml_collections.ConfigDict, "Context"], Outcome]
+  quick: Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict]
+  runtime_s: float
+  validate: Callable[[ml_collections.ConfigDict], None] | None = None
+  headline: tuple[str, ...] = ()
+
+
+def _name_hash(name: str) -> int:
+  return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+class Context:
+  """Per-run services handed to ``Experiment.run``."""
+
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict, seed: int,
+               quick: bool, data_dir: str | None):
+    self.workdir, self.config, self.seed = workdir, config, seed
+    self.quick, self.data_dir = quick, data_dir
+    self.logger = log_lib.MetricLogger(workdir)
+    self.figure_path = os.path.join(workdir, FIGURE_FILE)
+    self._stage_dir = os.path.join(
+        workdir, "stages", f"{config_lib.config_hash(config)}-seed{seed}")
+
+  def key(self, name: str) -> jax.Array:
+    """A key for one named random choice, derived from the run's seed."""
+    return jax.random.fold_in(jax.random.PRNGKey(self.seed), _name_hash(name))
+
+  def seed_keys(self, name: str, num_seeds: int) -> jax.Array:
+    """``num_seeds`` independent keys (a leading axis to vmap over)."""
+    return jax.random.split(self.key(name), num_seeds)
+
+  def seeds(self, num_seeds: int) -> list[int]:
+    """Integer seeds for libraries that take ints (numpy, data iterators)."""
+    return [self.seed * 1000 + i for i in range(num_seeds)]
+
+  def progress(self, label: str, total: int, unit: str = "it") -> log_lib.Progress:
+    return log_lib.Progress(label, total, unit=unit)
+
+  def stage(self, name: str, fn: Callable[[], Any]) -> Any:
+    """Runs ``fn()`` once per (config, seed): the result is stored under the
+    workdir, so rerunning an interrupted experiment skips finished stages."""
+    path = os.path.join(self._stage_dir, f"{name}.pkl")
+    if os.path.exists(path):
+      try:
+        with open(path, "rb") as f:
+          return pickle.load(f)
+      except (EOFError, pickle.UnpicklingError) as error:
+        print(f"stage '{name}': stored result unreadable ({error}); recomputing",
+              flush=True)
+    value = jax.device_get(fn())
+    if jax.process_index() == 0:
+      os.makedirs(self._stage_dir, exist_ok=True)
+      tmp = path + ".tmp"
+      with open(tmp, "wb") as f:
+        pickle.dump(value, f)
+      os.replace(tmp, path)
+    return value
+
+  def save_figure(self, fig) -> str:
+    """Saves a matplotlib figure as the run's ``figure.png``."""
+    if jax.process_index() == 0:
+      fig.savefig(self.figure_path, dpi=120, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return self.figure_path
+
+
+def build_config(experiment: Experiment, *, quick: bool = False,
+                 overrides: tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+  """Default config, shrunk by ``quick``, then overridden; checked."""
+  config = experiment.get_config()
+  if quick:
+    config = experiment.quick(config)
+  config = config_lib.apply_overrides(config, overrides, experiment.paper_id)
+  config_lib.check_positive_sizes(config)
+  if experiment.validate is not None:
+    experiment.validate(config)
+  return config
+
+
+def execute(experiment: Experiment, workdir: str, *, quick: bool = False,
+            seed: int = 0, overrides: tuple[str, ...] = (),
+            data_dir: str | None = None, verbose: bool = True) -> dict[str, Any]:
+  """Runs one experiment and returns its ``results.json`` payload."""
+  if seed < 0:
+    raise ConfigError(f"--seed must be a non-negative integer, got {seed}")
+  if not workdir:
+    raise ConfigError("--workdir is required: the directory for this run's outputs")
+  config = build_config(experiment, quick=quick, overrides=overrides)
+  os.makedirs(workdir, exist_ok=True)
+  for stale in (RESULTS_FILE, FIGURE_FILE):
+    if os.path.exists(os.path.join(workdir, stale)):
+      os.remove(os.path.join(workdir, stale))
+  results_lib.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
+
+  ctx = Context(workdir, config, seed, quick, data_dir)
+  start = time.perf_counter()
+  try:
+    outcome = experiment.run(config, ctx)
+  finally:
+    ctx.logger.close()
+  runtime = time.perf_counter() - start
+  num_seeds = int(config.get("num_seeds", 1))
+  payload = results_lib.results_payload(
+      paper_id=experiment.paper_id, claim=experiment.claim,
+      passed=outcome.passed, measured=outcome.measured,
+      seeds=ctx.seeds(num_seeds), runtime_s=runtime, config=config.to_dict(),
+      quick=quick, details=outcome.details, headline=experiment.headline)
+  if jax.process_index() == 0:
+    results_lib.write_json_atomic(os.path.join(workdir, RESULTS_FILE), payload)
+  if verbose:
+    print(format_results(payload), flush=True)
+  return payload
+
+
+def verdict(passed: bool | None) -> str:
+  return {True: "PASS", False: "FAIL", None: "n/a (quick)"}[passed]
+
+
+def format_results(payload: Mapping[str, Any]) -> str:
+  """A short human-readable summary of a results payload."""
+  lines = [f"== {payload['paper_id']}: {verdict(payload['passed'])} "
+           f"({log_lib.format_duration(payload['runtime_s'])})",
+           f"claim: {payload['claim']}"]
+  for name, stats in payload["measured"].items():
+    lines.append(f"  {name}: {results_lib.format_measured(stats)}")
+  return "\n".join(lines)
+
+
+def main(experiment: Experiment) -> None:
+  """The absl entrypoint: ``python -m experiments.NAME --workdir=DIR
+  [--quick] [--seed=N] [--data_dir=DIR] [--config.KEY=VALUE ...]``."""
+  from absl import app, flags
+  from jaxrep.data import DatasetMissingError
+
+  overrides = tuple(a.removeprefix("--") for a in sys.argv[1:] if a.startswith("--config."))
+  argv = [sys.argv[0]] + [a for a in sys.argv[1:] if not a.startswith("--config.")]
+  flags.DEFINE_string("workdir", None, "Directory for this run's outputs.")
+  flags.DEFINE_bool("quick", False, "Shrink to seconds for smoke tests (never claims PASS).")
+  flags.DEFINE_integer("seed", 0, "Changes every random choice of the run.")
+  flags.DEFINE_string("data_dir", None, "TFDS data dir for stored datasets.")
+
+  def run_main(_):
+    values = flags.FLAGS
+    try:
+      execute(experiment, values.workdir, quick=values.quick, seed=values.seed,
+              overrides=overrides, data_dir=values.data_dir)
+    except (ConfigError, DatasetMissingError) as error:
+      print(f"error: {error}", file=sys.stderr)
+      sys.exit(2)
+
+  app.run(run_main, argv=argv)
+

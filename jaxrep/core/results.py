@@ -1,0 +1,86 @@
+"""Measured values and the ``results.json`` every experiment writes.
+
+Schema (a stable contract; the scoreboard and other tools read it)::
+
+  {"paper_id", "claim", "passed": true | false | null (quick mode),
+   "measured": {name: {"mean", "std", "n"}}, "seeds", "runtime_s",
+   "config", "quick", "details", "headline"}
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+def summarize(values: Any) -> dict[str, float | int]:
+  """Mean ± std (ddof=0) over seeds of a scalar or per-seed array."""
+  array = np.asarray(values, dtype=np.float64).reshape(-1)
+  finite = array[np.isfinite(array)]
+  if finite.size == 0:
+    return {"mean": float("nan"), "std": float("nan"), "n": int(array.size)}
+  return {"mean": float(finite.mean()), "std": float(finite.std()), "n": int(array.size)}
+
+
+def format_measured(stats: Mapping[str, float]) -> str:
+  """``{'mean': .91, 'std': .02, 'n': 3} -> '0.91 ± 0.02 (n=3)'``."""
+  mean, std, n = stats["mean"], stats["std"], stats["n"]
+  if n <= 1:
+    return f"{mean:.4g}"
+  return f"{mean:.4g} ± {std:.2g} (n={n})"
+
+
+def to_jsonable(value: Any) -> Any:
+  """Numpy/JAX arrays and scalars to plain JSON values (NaN/inf as strings)."""
+  if isinstance(value, Mapping):
+    return {str(k): to_jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [to_jsonable(v) for v in value]
+  if isinstance(value, (str, bool)) or value is None:
+    return value
+  array = np.asarray(value)
+  if array.dtype.kind in "biuf" and array.ndim == 0:
+    item = array.item()
+    if isinstance(item, float) and not np.isfinite(item):
+      return str(item)
+    return item
+  if array.dtype.kind in "biuf":
+    return [to_jsonable(v) for v in array.tolist()]
+  return str(value)
+
+
+def write_json_atomic(path: str, payload: Any) -> None:
+  """Writes JSON to a temporary file and renames it: readers never see half a file."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+  with os.fdopen(fd, "w") as f:
+    json.dump(to_jsonable(payload), f, indent=2, sort_keys=False)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def results_payload(*, paper_id: str, claim: str, passed: bool | None,
+                    measured: Mapping[str, Any], seeds: Sequence[int],
+                    runtime_s: float, config: Mapping[str, Any], quick: bool,
+                    details: Mapping[str, Any] | None = None,
+                    headline: Sequence[str] = ()) -> dict[str, Any]:
+  """The ``results.json`` dict; ``measured`` values are per-seed arrays or scalars.
+
+  ``headline`` names the measured values a scoreboard shows (default: first four).
+  """
+  return {
+      "paper_id": paper_id,
+      "claim": claim,
+      "passed": None if quick else (None if passed is None else bool(passed)),
+      "measured": {name: summarize(v) for name, v in measured.items()},
+      "seeds": list(seeds),
+      "runtime_s": float(runtime_s),
+      "config": dict(config),
+      "quick": bool(quick),
+      "details": dict(details or {}),
+      "headline": list(headline) or list(measured)[:4],
+  }

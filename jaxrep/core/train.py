@@ -1,0 +1,116 @@
+"""The train state and the one train step every experiment uses.
+
+A loss is a pure function ``loss_fn(params, batch, rng) -> (loss, metrics)``.
+``make_train_step`` turns it and an optax optimizer into
+``step(state, batch) -> (state, metrics)`` with the per-step key
+``fold_in(state.rng, state.step)``, as in big_vision's update function.
+Several loss terms compose with ``weighted_sum``: L = Σ_j w_j L_j, each L_j
+reported in the metrics. Models that carry state (batch statistics) use
+``loss_fn(params, batch, rng, model_state) -> (loss, (metrics, model_state))``
+with ``has_model_state=True``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+PyTree = Any
+Metrics = dict[str, jax.Array]
+LossFn = Callable[..., tuple[jax.Array, Any]]
+StepFn = Callable[["TrainState", PyTree], tuple["TrainState", Metrics]]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a training run needs to continue: a plain pytree."""
+
+  params: PyTree
+  opt_state: PyTree
+  step: jax.Array
+  rng: jax.Array
+  model_state: PyTree = None
+
+
+def init_train_state(params: PyTree, optimizer: optax.GradientTransformation,
+                     rng: jax.Array, model_state: PyTree = None) -> TrainState:
+  """A fresh state at step 0."""
+  return TrainState(params=params, opt_state=optimizer.init(params),
+                    step=jnp.zeros((), jnp.int32), rng=rng,
+                    model_state=model_state)
+
+
+def weighted_sum(terms: Mapping[str, tuple[float, LossFn]]) -> LossFn:
+  """Composes loss terms as L = Σ_j w_j L_j(params, batch, rng_j).
+
+  Each term gets its own key ``fold_in(rng, j)`` (j in sorted-name order);
+  metrics hold every unweighted term under its name, the term's own metrics
+  under ``name/key`` and the total under ``loss``.
+  """
+  names = sorted(terms)
+
+  def loss_fn(params, batch, rng):
+    total = jnp.zeros(())
+    metrics = {}
+    for j, name in enumerate(names):
+      weight, term = terms[name]
+      value, term_metrics = term(params, batch, jax.random.fold_in(rng, j))
+      metrics.update({f"{name}/{k}": v for k, v in term_metrics.items()})
+      metrics[name] = value
+      total = total + weight * value
+    metrics["loss"] = total
+    return total, metrics
+
+  return loss_fn
+
+
+def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
+                    *, has_model_state: bool = False, jit: bool = True,
+                    grad_transform: Callable[[PyTree], PyTree] | None = None,
+                    ) -> StepFn:
+  """One optimizer step: grads of ``loss_fn`` at ``fold_in(rng, step)``.
+
+  ``jit=False`` returns the pure step for vmapping (e.g. over seeds) or for a
+  caller that compiles it with shardings. ``grad_transform`` maps gradients
+  before the update (e.g. a cross-device mean).
+  """
+
+  def step(state: TrainState, batch: PyTree) -> tuple[TrainState, Metrics]:
+    rng = jax.random.fold_in(state.rng, state.step)
+    if has_model_state:
+      grad_fn = jax.value_and_grad(
+          lambda p: loss_fn(p, batch, rng, state.model_state), has_aux=True)
+      (loss, (metrics, model_state)), grads = grad_fn(state.params)
+    else:
+      grad_fn = jax.value_and_grad(
+          lambda p: loss_fn(p, batch, rng), has_aux=True)
+      (loss, metrics), grads = grad_fn(state.params)
+      model_state = state.model_state
+    if grad_transform is not None:
+      grads = grad_transform(grads)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "loss": loss}
+    new_state = state.replace(params=params, opt_state=opt_state,
+                              step=state.step + 1, model_state=model_state)
+    return new_state, metrics
+
+  return jax.jit(step) if jit else step
+
+
+def scan_steps(step: StepFn, state: TrainState, batch_fn: Callable[[jax.Array], PyTree],
+               num_steps: int) -> tuple[TrainState, Metrics]:
+  """Runs ``num_steps`` pure steps inside one ``lax.scan``.
+
+  ``batch_fn(step_index)`` gives each step's batch (return a closed-over array
+  for full-batch training). The result is vmappable over states, so seeds and
+  hyperparameter grids compile once. Metrics are stacked over steps.
+  """
+
+  def body(carry, i):
+    return step(carry, batch_fn(i))
+
+  return jax.lax.scan(body, state, jnp.arange(num_steps))

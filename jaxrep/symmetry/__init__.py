@@ -1,0 +1,1 @@
+"""Invariance and equivariance: group actions, equivariance checks and the symmetry papers."""
