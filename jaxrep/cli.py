@@ -15,6 +15,7 @@ import difflib
 import importlib
 import json
 import os
+import signal
 import sys
 import traceback
 from typing import Sequence
@@ -133,18 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  if hasattr(signal, "SIGPIPE") and argv is None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `jaxrep list | head` exits quietly
   argv = list(sys.argv[1:] if argv is None else argv)
   overrides = tuple(a.removeprefix("--") for a in argv if a.startswith("--config."))
   args = build_parser().parse_args([a for a in argv if not a.startswith("--config.")])
   from jaxrep.core.config import ConfigError
-  from jaxrep.data import DatasetMissingError
   try:
     if args.command == "list":
       return cmd_list(args)
     if args.command == "run":
       return cmd_run(args, overrides)
     return cmd_reproduce(args, overrides)
-  except (UsageError, ConfigError, DatasetMissingError) as error:
+  except (UsageError, ConfigError) as error:
     print(f"jaxrep: error: {error}", file=sys.stderr)
     return 2
 

@@ -23,6 +23,7 @@ import zlib
 from typing import Any, Callable, Mapping
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from jaxrep.core import config as config_lib
@@ -73,25 +74,34 @@ class Context:
   """Per-run services handed to ``Experiment.run``."""
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict, seed: int,
-               quick: bool, data_dir: str | None):
+               quick: bool, data_dir: str | None, replicate_offset: int = 0):
     self.workdir, self.config, self.seed = workdir, config, seed
+    self.replicate_offset = replicate_offset
     self.quick, self.data_dir = quick, data_dir
     self.logger = log_lib.MetricLogger(workdir)
     self.figure_path = os.path.join(workdir, FIGURE_FILE)
-    self._stage_dir = os.path.join(
-        workdir, "stages", f"{config_lib.config_hash(config)}-seed{seed}")
+    run_key = f"{config_lib.config_hash(config)}-seed{seed}" + (
+        f"-rep{replicate_offset}" if replicate_offset else "")
+    self._stage_dir = os.path.join(workdir, "stages", run_key)
+    self._checkpoint_root = os.path.join(workdir, "checkpoints", run_key)
 
   def key(self, name: str) -> jax.Array:
     """A key for one named random choice, derived from the run's seed."""
     return jax.random.fold_in(jax.random.PRNGKey(self.seed), _name_hash(name))
 
   def seed_keys(self, name: str, num_seeds: int) -> jax.Array:
-    """``num_seeds`` independent keys (a leading axis to vmap over)."""
-    return jax.random.split(self.key(name), num_seeds)
+    """Keys of replicates offset … offset + num_seeds − 1 (a leading axis to vmap).
+
+    Replicate r's key is ``fold_in(key(name), r)``, so replicate r is the same
+    whether it runs alone (offset r, one seed) or inside a vmapped program.
+    """
+    base = self.key(name)
+    return jnp.stack([jax.random.fold_in(base, self.replicate_offset + i)
+                      for i in range(num_seeds)])
 
   def seeds(self, num_seeds: int) -> list[int]:
-    """Integer seeds for libraries that take ints (numpy, data iterators)."""
-    return [self.seed * 1000 + i for i in range(num_seeds)]
+    """Integer seeds of the replicates, for libraries that take ints (numpy)."""
+    return [self.seed * 1000 + self.replicate_offset + i for i in range(num_seeds)]
 
   def progress(self, label: str, total: int, unit: str = "it") -> log_lib.Progress:
     return log_lib.Progress(label, total, unit=unit)
@@ -104,9 +114,9 @@ class Context:
       try:
         with open(path, "rb") as f:
           return pickle.load(f)
-      except (EOFError, pickle.UnpicklingError) as error:
-        print(f"stage '{name}': stored result unreadable ({error}); recomputing",
-              flush=True)
+      except Exception as error:  # truncated/corrupt pickles raise many types
+        print(f"stage '{name}': stored result unreadable ({type(error).__name__}: "
+              f"{str(error)[:120]}); recomputing", flush=True)
     value = jax.device_get(fn())
     if jax.process_index() == 0:
       os.makedirs(self._stage_dir, exist_ok=True)
@@ -115,6 +125,12 @@ class Context:
         pickle.dump(value, f)
       os.replace(tmp, path)
     return value
+
+  def checkpoint_dir(self, name: str) -> str:
+    """Where the training ``name`` keeps its checkpoints (``train_loop(...,
+    checkpoint_dir=ctx.checkpoint_dir(name))``), per (config, seed), so a rerun
+    resumes an interrupted training."""
+    return os.path.join(self._checkpoint_root, name)
 
   def save_figure(self, fig) -> str:
     """Saves a matplotlib figure as the run's ``figure.png``."""
@@ -140,8 +156,13 @@ def build_config(experiment: Experiment, *, quick: bool = False,
 
 def execute(experiment: Experiment, workdir: str, *, quick: bool = False,
             seed: int = 0, overrides: tuple[str, ...] = (),
-            data_dir: str | None = None, verbose: bool = True) -> dict[str, Any]:
-  """Runs one experiment and returns its ``results.json`` payload."""
+            data_dir: str | None = None, verbose: bool = True,
+            replicate_offset: int = 0) -> dict[str, Any]:
+  """Runs one experiment and returns its ``results.json`` payload.
+
+  ``replicate_offset`` shifts the replicate (seed) indices, so a sweep can run
+  replicate r alone with ``num_seeds=1`` and get what a vmapped run gives it.
+  """
   if seed < 0:
     raise ConfigError(f"--seed must be a non-negative integer, got {seed}")
   if not workdir:
@@ -153,7 +174,7 @@ def execute(experiment: Experiment, workdir: str, *, quick: bool = False,
       os.remove(os.path.join(workdir, stale))
   results_lib.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
 
-  ctx = Context(workdir, config, seed, quick, data_dir)
+  ctx = Context(workdir, config, seed, quick, data_dir, replicate_offset)
   start = time.perf_counter()
   try:
     outcome = experiment.run(config, ctx)
@@ -191,7 +212,6 @@ def main(experiment: Experiment) -> None:
   """The absl entrypoint: ``python -m experiments.NAME --workdir=DIR
   [--quick] [--seed=N] [--data_dir=DIR] [--config.KEY=VALUE ...]``."""
   from absl import app, flags
-  from jaxrep.data import DatasetMissingError
 
   overrides = tuple(a.removeprefix("--") for a in sys.argv[1:] if a.startswith("--config."))
   argv = [sys.argv[0]] + [a for a in sys.argv[1:] if not a.startswith("--config.")]
@@ -205,7 +225,7 @@ def main(experiment: Experiment) -> None:
     try:
       execute(experiment, values.workdir, quick=values.quick, seed=values.seed,
               overrides=overrides, data_dir=values.data_dir)
-    except (ConfigError, DatasetMissingError) as error:
+    except ConfigError as error:
       print(f"error: {error}", file=sys.stderr)
       sys.exit(2)
 

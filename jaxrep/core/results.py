@@ -17,12 +17,17 @@ import numpy as np
 
 
 def summarize(values: Any) -> dict[str, float | int]:
-  """Mean ± std (ddof=0) over seeds of a scalar or per-seed array."""
+  """Mean ± std (ddof=0) over seeds of a scalar or per-seed array.
+
+  NaNs (failed measurements) are dropped; ±inf (e.g. a sample complexity
+  beyond the grid) propagates to the mean.
+  """
   array = np.asarray(values, dtype=np.float64).reshape(-1)
-  finite = array[np.isfinite(array)]
-  if finite.size == 0:
+  kept = array[~np.isnan(array)]
+  if kept.size == 0:
     return {"mean": float("nan"), "std": float("nan"), "n": int(array.size)}
-  return {"mean": float(finite.mean()), "std": float(finite.std()), "n": int(array.size)}
+  std = float(kept.std()) if np.all(np.isfinite(kept)) else float("nan")
+  return {"mean": float(kept.mean()), "std": std, "n": int(array.size)}
 
 
 def format_measured(stats: Mapping[str, float]) -> str:

@@ -1,0 +1,126 @@
+"""Topological RSA: geo-topological transforms of RDMs and layer identification.
+
+Paper: Lin & Kriegeskorte, "The Topology and Geometry of Neural
+Representations", PNAS 2024 (arXiv:2309.11028). Reference implementations:
+rsatoolbox ``rdm.transform.geotopological_transform`` / ``geodesic_transform``
+and the authors' ``utils_transform.py`` (doerlbh/TopologicalRSA).
+
+For an RDM vector d (m,) (upper triangle, see ``jaxrep.probe.rdm``):
+
+* geo-topological transform, with q_l, q_u the l- and u-quantiles of d
+  (linear interpolation, as ``np.quantile``)::
+
+      GT_{l,u}(d) = 0                          if d < q_l
+                    (d − q_l) / (q_u − q_l)    if q_l ≤ d ≤ q_u
+                    1                          if d > q_u
+
+  GT_{0,1} is the min–max normalised RDM (pure geometry); GT_{q,q} is the
+  binary graph "d > q" (pure topology), invariant to every strictly increasing
+  map of the dissimilarities. For l = u we define the middle case as 0.
+* ``rank_normalize(d)`` = minmax(rank(d)); the authors apply GT to it
+  (``gt_transform``), which makes every GT statistic depend on ranks only.
+* geodesic transform (the "twostep" RGDM when applied to GT output): min–max
+  normalise, delete the edges of weight 1 (the longest dissimilarities, which
+  GT saturates), and take all-pairs shortest path lengths (Floyd–Warshall).
+  Pairs left unconnected get +inf. rsatoolbox builds its graph with networkx,
+  which drops zero-weight entries as non-edges; ``zero_weight_edges=False``
+  reproduces that, the default keeps them as edges of length 0.
+* layer identification: a noisy "data" RDM is assigned the layer whose
+  candidate RDMs (other model instances) it matches best; the accuracy is the
+  fraction assigned to their true layer.
+"""
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from jaxrep.probe import rdm as rdm_lib
+
+
+def minmax_normalize(values: jax.Array) -> jax.Array:
+  """(v − min v) / (max v − min v)."""
+  return (values - values.min()) / (values.max() - values.min())
+
+
+def rank_normalize(values: jax.Array) -> jax.Array:
+  """minmax(rank(v)): average ranks mapped to [0, 1]."""
+  return minmax_normalize(rdm_lib.average_ranks(values))
+
+
+def geotopological_map(values: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
+  """0 below ``low``, 1 above ``high``, linear in between (thresholds in value units)."""
+  span = high - low
+  ramp = jnp.where(span > 0, (values - low) / jnp.where(span > 0, span, 1.0), 0.0)
+  return jnp.where(values < low, 0.0, jnp.where(values > high, 1.0, ramp)).astype(values.dtype)
+
+
+def geotopological_transform(rdm_vector: jax.Array, lower: float | jax.Array,
+                             upper: float | jax.Array) -> jax.Array:
+  """GT_{l,u}(d) with thresholds at the l- and u-quantiles of d; 0 ≤ l ≤ u ≤ 1."""
+  chex.assert_rank(rdm_vector, 1)
+  low, high = jnp.quantile(rdm_vector, jnp.stack([jnp.asarray(lower), jnp.asarray(upper)]))
+  return geotopological_map(rdm_vector, low, high)
+
+
+def shortest_path_lengths(weights: jax.Array, edges: jax.Array) -> jax.Array:
+  """All-pairs shortest paths (Floyd–Warshall) on an undirected weighted graph.
+
+  ``weights`` (n, n) symmetric, ``edges`` (n, n) bool; non-edges cost +inf.
+  D ← min(D, D[:, k] + D[k, :]) for k = 1..n.
+  """
+  chex.assert_rank([weights, edges], 2)
+  n = weights.shape[0]
+  dist = jnp.where(edges, weights, jnp.inf)
+  dist = jnp.where(jnp.eye(n, dtype=bool), 0.0, dist).astype(weights.dtype)
+
+  def relax(k, d):
+    return jnp.minimum(d, d[:, k][:, None] + d[k, :][None, :])
+
+  return jax.lax.fori_loop(0, n, relax, dist)
+
+
+def geodesic_transform(rdm_vector: jax.Array, *, zero_weight_edges: bool = True) -> jax.Array:
+  """Shortest-path lengths after min–max normalising and deleting weight-1 edges."""
+  chex.assert_rank(rdm_vector, 1)
+  weights = rdm_lib.square_form(minmax_normalize(rdm_vector))
+  keep = rdm_vector < rdm_vector.max()  # compared unnormalised: exact under rounding
+  if not zero_weight_edges:
+    keep = keep & (rdm_vector > rdm_vector.min())
+  edges = rdm_lib.square_form(keep.astype(weights.dtype)) > 0
+  return rdm_lib.upper_triangle(shortest_path_lengths(weights, edges))
+
+
+def fill_unreachable(values: jax.Array) -> jax.Array:
+  """Replaces +inf (unconnected pairs) with the largest finite value."""
+  finite = jnp.isfinite(values)
+  return jnp.where(finite, values, jnp.max(jnp.where(finite, values, -jnp.inf)))
+
+
+def geotopological_geodesic(rdm_vector: jax.Array, lower: float | jax.Array,
+                            upper: float | jax.Array) -> jax.Array:
+  """The geodesic RDM of GT_{l,u}(rank_normalize(d)); unconnected pairs → the largest path."""
+  gt = geotopological_transform(rank_normalize(rdm_vector), lower, upper)
+  return fill_unreachable(geodesic_transform(gt))
+
+
+def identify_layers(data_rdms: jax.Array, candidate_rdms: jax.Array,
+                    method: str = "pearson") -> jax.Array:
+  """Predicted layer of each data RDM.
+
+  data_rdms (k, m); candidate_rdms (num_models, num_layers, m) from other model
+  instances. The score of layer ℓ is the mean over models of
+  ``compare_rdms(data, candidate[model, ℓ])``; the prediction is its argmax (k,).
+  """
+  chex.assert_rank([data_rdms, candidate_rdms], [2, 3])
+  num_models, num_layers, m = candidate_rdms.shape
+  scores = rdm_lib.compare_rdm_sets(data_rdms, candidate_rdms.reshape(-1, m), method)
+  scores = scores.reshape(data_rdms.shape[0], num_models, num_layers).mean(axis=1)
+  return jnp.argmax(scores, axis=-1)
+
+
+def layer_identification_accuracy(predicted_layers: jax.Array,
+                                  true_layers: jax.Array) -> jax.Array:
+  """Fraction of data RDMs assigned to their true layer."""
+  chex.assert_equal_shape([predicted_layers, true_layers])
+  return jnp.mean(predicted_layers == true_layers)

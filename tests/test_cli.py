@@ -1,0 +1,61 @@
+"""The `jaxrep` command contract and bad-input handling (one line, fast, before compiling)."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from jaxrep import cli, registry
+
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+
+def jaxrep(*args, timeout=120):
+  start = time.perf_counter()
+  result = subprocess.run([sys.executable, "-m", "jaxrep.cli", *args], capture_output=True,
+                          text=True, env=ENV, timeout=timeout)
+  return result, time.perf_counter() - start
+
+
+def test_list_json_contract():
+  result, _ = jaxrep("list", "--json")
+  assert result.returncode == 0
+  papers = json.loads(result.stdout)
+  assert len(papers) == len(registry.PAPERS) == 53
+  assert {"id", "title", "family", "status"} <= set(papers[0])
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("run", "locality_dsx", "--workdir", "W"), "did you mean locality_dsd"),
+    (("run", "locality_dsd", "--workdir", "W", "--config.nope=1"), "unknown config key 'nope'"),
+    (("run", "locality_dsd", "--workdir", "W", "--config.num_seeds=two"), "expects int"),
+    (("run", "locality_dsd", "--workdir", "W", "--config.num_seeds=0"), "must be positive"),
+    (("run", "locality_dsd", "--workdir", "W", "--config.n_max=-5"), "must be positive"),
+])
+def test_bad_input_fails_fast_in_one_line(tmp_path, args, fragment):
+  args = tuple(str(tmp_path / "w") if a == "W" else a for a in args)
+  result, _ = jaxrep(*args)
+  assert result.returncode == 2
+  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and fragment in lines[0], result.stderr
+  assert not (tmp_path / "w" / "results.json").exists()
+
+
+@pytest.mark.parametrize("override", ["--config.ks=3,0", "--config.margin=-1",
+                                      "--config.n_min=999999"])
+def test_bad_config_is_rejected_in_under_a_second(tmp_path, capsys, override):
+  cli.load_experiment("locality_dsd")  # module import is not part of the check
+  start = time.perf_counter()
+  code = cli.main(["run", "locality_dsd", "--workdir", str(tmp_path / "w"), override])
+  assert code == 2 and time.perf_counter() - start < 1.0
+  assert len(capsys.readouterr().err.strip().splitlines()) == 1
+  assert not (tmp_path / "w").exists()
+
+
+def test_budget_selection_respects_budget():
+  ids = cli.implemented_ids()
+  chosen = cli.select_within_budget(ids, 10**9)
+  assert chosen == ids
+  assert cli.select_within_budget(ids, 0.0) == []

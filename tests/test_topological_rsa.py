@@ -1,0 +1,150 @@
+"""Geo-topological and geodesic transforms against rsatoolbox (when installed),
+NumPy/SciPy references and the monotone-invariance of GT_{q,q}; layer
+identification against a loop; a quick-mode smoke test."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.sparse.csgraph import csgraph_from_dense, shortest_path
+from scipy.spatial.distance import pdist, squareform
+from scipy.stats import rankdata
+
+from jaxrep.core import experiment
+from jaxrep.probe import topological_rsa as trsa
+
+LU = [(0.1, 0.7), (0.0, 1.0), (0.25, 0.3), (0.0, 0.2), (0.6, 1.0)]
+
+
+@pytest.fixture(autouse=True)
+def float64():
+  with jax.enable_x64(True):
+    yield
+
+
+def _rdm(seed, n=12, d=5):
+  return pdist(np.random.default_rng(seed).normal(size=(n, d)))
+
+
+def _gt_reference(v, l, u):
+  lo, hi = np.quantile(v, l), np.quantile(v, u)
+  out = np.clip((v - lo) / (hi - lo), 0.0, 1.0) if hi > lo else (v > hi).astype(float)
+  return out
+
+
+def _random_monotone_maps(rng):
+  knots = np.sort(rng.uniform(0, 10, 8))
+  values = np.cumsum(rng.uniform(0.01, 3.0, 8))
+  return [lambda v: np.exp(2 * v), lambda v: v**3 + 5 * v - 2, lambda v: np.log1p(v),
+          lambda v: np.interp(v, knots, values)]  # piecewise linear, strictly increasing
+
+
+@pytest.mark.parametrize("lower,upper", LU)
+def test_geotopological_transform_matches_numpy_reference(lower, upper):
+  v = _rdm(0)
+  np.testing.assert_allclose(trsa.geotopological_transform(jnp.asarray(v), lower, upper),
+                             _gt_reference(v, lower, upper), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("lower,upper", LU)
+def test_geotopological_transform_matches_rsatoolbox(lower, upper):
+  pytest.importorskip("rsatoolbox")
+  from rsatoolbox.rdm import RDMs
+  from rsatoolbox.rdm.transform import geotopological_transform
+  v = _rdm(1)
+  expected = geotopological_transform(RDMs(v[None].copy()), lower, upper).get_vectors()[0]
+  np.testing.assert_allclose(trsa.geotopological_transform(jnp.asarray(v), lower, upper),
+                             expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("q", [0.1, 0.37, 0.5, 0.9])
+def test_gt_qq_is_invariant_to_strictly_monotone_maps(q):
+  rng = np.random.default_rng(2)
+  v = _rdm(2, n=20)
+  base = np.asarray(trsa.geotopological_transform(jnp.asarray(v), q, q))
+  assert 0 < base.sum() < len(v)  # a genuine binary split
+  for warp in _random_monotone_maps(rng):
+    np.testing.assert_array_equal(trsa.geotopological_transform(jnp.asarray(warp(v)), q, q), base)
+
+
+def test_gt_with_a_ramp_is_not_monotone_invariant_but_rank_normalised_gt_is():
+  v = _rdm(3, n=20)
+  warped = np.exp(2 * v)
+  plain = trsa.geotopological_transform(jnp.asarray(v), 0.2, 0.8)
+  assert np.max(np.abs(trsa.geotopological_transform(jnp.asarray(warped), 0.2, 0.8) - plain)) > 1e-2
+  np.testing.assert_allclose(trsa.geotopological_transform(jnp.asarray(3 * v + 1), 0.2, 0.8),
+                             plain, atol=1e-12)  # positive affine maps are fine
+  ranked = trsa.geotopological_transform(trsa.rank_normalize(jnp.asarray(v)), 0.2, 0.8)
+  np.testing.assert_allclose(
+      trsa.geotopological_transform(trsa.rank_normalize(jnp.asarray(warped)), 0.2, 0.8),
+      ranked, atol=1e-12)
+  np.testing.assert_allclose(trsa.rank_normalize(jnp.asarray(v)),
+                             (rankdata(v) - 1) / (len(v) - 1), atol=1e-12)
+
+
+def test_geodesic_transform_matches_rsatoolbox_networkx_convention():
+  pytest.importorskip("rsatoolbox")
+  from rsatoolbox.rdm import RDMs
+  from rsatoolbox.rdm.transform import geodesic_transform
+  for v in (_rdm(4), np.asarray(trsa.geotopological_transform(jnp.asarray(_rdm(5)), 0.2, 0.5))):
+    expected = geodesic_transform(RDMs(v[None].copy())).get_vectors()[0]
+    ours = np.asarray(trsa.geodesic_transform(jnp.asarray(v), zero_weight_edges=False))
+    np.testing.assert_array_equal(np.isinf(ours), np.isinf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(ours[finite], expected[finite], rtol=0, atol=1e-10)
+
+
+def test_geodesic_transform_with_zero_weight_edges_matches_scipy():
+  v = np.asarray(trsa.geotopological_transform(jnp.asarray(_rdm(6, n=15)), 0.15, 0.4))
+  weights = squareform((v - v.min()) / (v.max() - v.min()))
+  masked = np.where(weights < 1.0, weights, np.inf)
+  np.fill_diagonal(masked, np.inf)
+  expected = shortest_path(csgraph_from_dense(masked, null_value=np.inf), directed=False)
+  ours = np.asarray(trsa.geodesic_transform(jnp.asarray(v)))
+  np.testing.assert_allclose(squareform(ours, checks=False), expected, atol=1e-12)
+  assert np.any(np.isinf(ours)) or np.all(ours <= 1.0 + 1e-12)
+  # A geodesic never exceeds a kept direct edge.
+  kept = squareform(weights) < 1.0
+  assert np.all(ours[kept] <= squareform(weights)[kept] + 1e-12)
+
+
+def test_fill_unreachable_uses_the_largest_finite_value():
+  v = jnp.asarray([0.2, jnp.inf, 0.7, 0.1])
+  np.testing.assert_array_equal(trsa.fill_unreachable(v), [0.2, 0.7, 0.7, 0.1])
+
+
+def test_identify_layers_matches_a_loop_and_is_perfect_without_noise():
+  rng = np.random.default_rng(7)
+  candidates = rng.normal(size=(3, 4, 28))
+  data = candidates[0] + 0.01 * rng.normal(size=(4, 28))
+  predicted = trsa.identify_layers(jnp.asarray(data), jnp.asarray(candidates), "pearson")
+  np.testing.assert_array_equal(predicted, np.arange(4))
+  noisy = rng.normal(size=(6, 28))
+  scores = np.array([[np.mean([np.corrcoef(d, candidates[s, layer])[0, 1] for s in range(3)])
+                      for layer in range(4)] for d in noisy])
+  predicted = trsa.identify_layers(jnp.asarray(noisy), jnp.asarray(candidates), "pearson")
+  np.testing.assert_array_equal(predicted, scores.argmax(1))
+  accuracy = trsa.layer_identification_accuracy(predicted, jnp.zeros(6, int))
+  assert float(accuracy) == pytest.approx(np.mean(scores.argmax(1) == 0))
+
+
+def test_transforms_vmap_over_rdms_and_quantile_grids():
+  vs = jnp.asarray(np.stack([_rdm(s) for s in range(3)]))
+  lowers, uppers = jnp.asarray([0.0, 0.1, 0.5]), jnp.asarray([0.3, 0.9, 0.5])
+  batched = jax.vmap(trsa.geotopological_transform)(vs, lowers, uppers)
+  for i in range(3):
+    np.testing.assert_allclose(batched[i], _gt_reference(np.asarray(vs[i]), float(lowers[i]),
+                                                         float(uppers[i])), atol=1e-12)
+
+
+def test_quick_smoke(tmp_path):
+  from experiments import topological_rsa
+  with jax.enable_x64(False):
+    experiment.execute(topological_rsa.EXPERIMENT, str(tmp_path), quick=True,
+                       data_dir=str(tmp_path / "data"), verbose=False)
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["passed"] is None
+  assert all(np.isfinite(v["mean"]) for v in results["measured"].values())
+  assert os.path.exists(tmp_path / "figure.png")
