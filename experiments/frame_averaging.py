@@ -72,7 +72,7 @@ def quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.frame_in = 3
   c.frame_out = 4
   c.hidden = 16
-  c.layers = 2
+  c.layers = 1
   c.batch_size = 20
   c.num_steps = 10
   c.num_equivariance_checks = 2

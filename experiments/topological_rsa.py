@@ -184,8 +184,8 @@ def _standardize(v):
 
 
 def _layer_accuracy(data_stats, candidate_stats, replicate, comparison):
-  """Accuracy per (snr,) for one replicate: data (snrs, draws, layers, m); candidates
-  (models, layers, m) with model ``replicate`` excluded from the vote."""
+  """Accuracy per (snr, draw) over layers for one replicate: data (snrs, draws,
+  layers, m); candidates (models, layers, m), model ``replicate`` excluded from the vote."""
   num_snrs, num_draws, num_layers, m = data_stats.shape
   others = jnp.arange(candidate_stats.shape[0]) != replicate
   if comparison == "pearson":
@@ -197,7 +197,7 @@ def _layer_accuracy(data_stats, candidate_stats, replicate, comparison):
   scores = scores.reshape(-1, candidate_stats.shape[0], num_layers)
   scores = jnp.sum(scores * others[None, :, None], axis=1) / others.sum()
   predicted = jnp.argmax(scores, axis=-1).reshape(num_snrs, num_draws, num_layers)
-  return jnp.mean(predicted == jnp.arange(num_layers), axis=(1, 2))
+  return jnp.mean(predicted == jnp.arange(num_layers), axis=2)
 
 
 @functools.partial(jax.jit, static_argnames=("comparison",))
@@ -222,7 +222,7 @@ def _geodesic_accuracy(data_rdms, candidate_rdms, lower, upper, comparison):
 
 
 def statistic_accuracies(c, data_rdms, candidate_rdms, stats):
-  """Accuracy (stats, replicates, snrs) of every statistic on the given draws.
+  """Accuracy (stats, replicates, snrs, draws) of every statistic, averaged over layers.
 
   data_rdms (replicates, snrs, draws, layers, m) and candidate_rdms
   (models, layers, m) are rank-normalised; ``stats`` lists ("gt", l, u) and
@@ -260,20 +260,16 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
   noise_keys = ctx.seed_keys("noise", c.num_seeds)
   snrs = tuple(float(s) for s in c.snrs)
 
-  def draws(split, num):
-    return jnp.stack([noisy_data_rdms(jax.random.fold_in(noise_keys[r], split),
-                                      [h[r] for h in hidden], snrs, num)
+  def draws(num):
+    return jnp.stack([noisy_data_rdms(noise_keys[r], [h[r] for h in hidden], snrs, num)
                       for r in range(c.num_seeds)])
 
   stats = ([("gt", 0.0, 1.0)] + [("gt", l, u) for l, u in gt_grid(c.grid_step)]
            + [("geodesic", 0.0, float(u)) for u in c.geodesic_uppers])
-  meter = ctx.progress("statistics", 2, unit="splits")
-  val = ctx.stage("val", lambda: statistic_accuracies(
-      c, draws(0, c.num_val_draws), candidate_rdms, stats))
-  meter.update(1, "validation draws")
-  test = ctx.stage("test", lambda: statistic_accuracies(
-      c, draws(1, c.num_test_draws), candidate_rdms, stats))
-  meter.update(2, "test draws")
+  per_draw = ctx.stage("accuracies", lambda: statistic_accuracies(
+      c, draws(c.num_val_draws + c.num_test_draws), candidate_rdms, stats))
+  val = per_draw[..., :c.num_val_draws].mean(-1)
+  test = per_draw[..., c.num_val_draws:].mean(-1)
 
   # val/test: (stats, replicates, snrs). Index 0 is the plain RDM.
   best = np.argmax(val[1:].mean(axis=1), axis=0) + 1  # per SNR, over GT/geodesic stats
@@ -288,6 +284,9 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
     details[f"oracle_best_test_snr{snr:g}"] = float(test[1:, :, j].mean(axis=1).max())
   measured["train_accuracy"] = train_acc
   details["mean_test_accuracy"] = test.mean(axis=1)
+  details["noise_free_accuracy_rdm"] = np.array([float(_layer_accuracy(
+      candidate_rdms[r][None, None], candidate_rdms, r, c.comparison)[0, 0])
+      for r in range(c.num_seeds)])
   deficit_ok = all(chosen[:, j].mean() >= plain[:, j].mean() - MAX_DEFICIT
                    for j in range(len(snrs)))
   lowest = int(np.argmin(snrs))

@@ -3,10 +3,13 @@
   jaxrep list [--json]
   jaxrep run ID --workdir DIR [--quick] [--seed N] [--data_dir D] [--config.KEY=VALUE ...]
   jaxrep reproduce [ID ...] [--quick] [--all] [--budget_s S] --out DIR
+  jaxrep sweep ID --out DIR [--grid KEY=V1,V2 ...] [--seeds N] [--seeds_in_one_program]
+               [--quick] [--seed S] [--data_dir D] [--config.KEY=VALUE ...]
 
 ``reproduce`` without IDs runs, in registry order, the experiments whose
 measured runtimes fit ``--budget_s`` (default 900 s on 2 CPU cores); ``--all``
-runs every implemented paper.
+runs every implemented paper. ``sweep`` runs configs × seeds (see
+``jaxrep.core.sweep``) and writes ``sweep.md`` and ``sweep.json`` to ``--out``.
 """
 from __future__ import annotations
 
@@ -113,6 +116,31 @@ def cmd_reproduce(args, overrides: tuple[str, ...]) -> int:
   return 0 if all(r["verdict"] != "ERROR" for r in rows) else 1
 
 
+def cmd_sweep(args, overrides: tuple[str, ...]) -> int:
+  from jaxrep.core import sweep
+  exp = load_experiment(args.id)
+  summary = sweep.run_sweep(
+      exp, args.out, sweep.parse_grid(args.grid), args.seeds,
+      base_overrides=sweep.parse_overrides(overrides), quick=args.quick,
+      base_seed=args.seed, seeds_in_one_program=args.seeds_in_one_program,
+      data_dir=args.data_dir)
+  return 1 if any(p["errors"] for p in summary["points"]) else 0
+
+
+def add_sweep_parser(sub) -> None:
+  p_sweep = sub.add_parser("sweep", help="run configs × seeds and aggregate mean ± std")
+  p_sweep.add_argument("id")
+  p_sweep.add_argument("--out", required=True)
+  p_sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="a config key and its values (repeat for a product grid)")
+  p_sweep.add_argument("--seeds", type=int, default=3, help="seeds per config")
+  p_sweep.add_argument("--seeds_in_one_program", action="store_true",
+                       help="run each config's seeds as one vmapped program")
+  p_sweep.add_argument("--quick", action="store_true")
+  p_sweep.add_argument("--seed", type=int, default=0, help="base seed, hashed into every run seed")
+  p_sweep.add_argument("--data_dir", default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="jaxrep", description=__doc__.split("\n")[0])
   sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data_dir", default=None)
+  add_sweep_parser(sub)
   return parser
 
 
@@ -145,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       return cmd_list(args)
     if args.command == "run":
       return cmd_run(args, overrides)
+    if args.command == "sweep":
+      return cmd_sweep(args, overrides)
     return cmd_reproduce(args, overrides)
   except (UsageError, ConfigError) as error:
     print(f"jaxrep: error: {error}", file=sys.stderr)

@@ -78,19 +78,31 @@ def test_mnist1d_matches_generator(data_dir):
   np.testing.assert_array_equal(test.y, reference["y_test"])
 
 
-def test_mnist1d_shifted_config(data_dir):
-  before = np.random.get_state()[1].copy()
-  reference = builders.make_mnist1d("shifted")
-  np.testing.assert_array_equal(np.random.get_state()[1], before)
+def test_mnist1d_shifted_config(data_dir, monkeypatch):
+  generated = []
+
+  def recording(config):
+    before = np.random.get_state()[1].copy()
+    generated.append(make_mnist1d(config))
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+    return generated[-1]
+
+  make_mnist1d = builders.make_mnist1d
+  monkeypatch.setattr(builders, "make_mnist1d", recording)
   shifted = load("mnist1d/shifted", "train", data_dir)
-  assert shifted.x.shape == (4000, 40)
-  np.testing.assert_array_equal(shifted.x, reference["x"].astype(np.float32))
+  assert len(generated) == 1 and shifted.x.shape == (4000, 40)
+  np.testing.assert_array_equal(shifted.x, generated[0]["x"].astype(np.float32))
+  np.testing.assert_array_equal(shifted.y, generated[0]["y"])
   assert not np.allclose(shifted.x, load("mnist1d", "train", data_dir).x)
   args = builders.mnist1d_args("shifted")
   defaults = get_dataset_args()
   assert args["corr_noise_scale"] == 2 * defaults.corr_noise_scale
   assert args["shear_scale"] == 2 * defaults.shear_scale
   assert args["seed"] != defaults.seed
+  assert {k: v for k, v in args.items()
+          if k not in ("corr_noise_scale", "shear_scale", "seed")} == {
+              k: v for k, v in vars(defaults).items()
+              if k not in ("corr_noise_scale", "shear_scale", "seed")}
 
 
 def test_second_load_reuses_prepared_data(data_dir, monkeypatch):
@@ -132,7 +144,7 @@ def test_concurrent_preparation(tmp_path):
   outs = [p.communicate(timeout=120) for p in procs]
   assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
   assert outs[0][0] == outs[1][0]
-  assert os.listdir(tmp_path / "digits") == ["1.0.0"]
+  assert os.listdir(tmp_path / "digits") == [str(builders.Digits.VERSION)]
 
 
 def test_builtin_errors_are_one_line(data_dir):
@@ -165,6 +177,16 @@ def test_missing_real_dataset_fails_fast(tmp_path):
   assert f"tfds build cifar10 --data_dir {tmp_path}" in message
   assert isinstance(e.value, ValueError)
   assert not list(tmp_path.iterdir())
+
+
+def test_other_prepared_version_is_named(tmp_path):
+  (tmp_path / "mnist" / "1.0.0").mkdir(parents=True)
+  (tmp_path / "mnist" / "1.0.0" / "dataset_info.json").write_text("{}")
+  (tmp_path / "mnist" / "incomplete.AB12CD_3.0.1").mkdir()
+  (tmp_path / "mnist" / "incomplete.AB12CD_3.0.1" / "dataset_info.json").write_text("{}")
+  with pytest.raises(DatasetMissingError, match=r"found mnist/1\.0\.0\): .*'mnist:1\.0\.0'") as e:
+    load("mnist", data_dir=str(tmp_path))
+  assert "\n" not in str(e.value)
 
 
 def _ids(n):

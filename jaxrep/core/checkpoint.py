@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import logging
 import os
 import signal
 import threading
@@ -37,8 +39,19 @@ from jaxrep.core.config import ConfigError
 
 PyTree = Any
 FORMAT_VERSION = 1
+START_FILE = "start.json"
 PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
 _GOLDEN = np.uint32(2654435761)
+
+
+class _HideOrbaxInfo(logging.Filter):
+  """Orbax logs dozens of INFO lines per save through absl; keep its warnings only."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+logging.getLogger("absl").addFilter(_HideOrbaxInfo())
 
 
 class CheckpointError(RuntimeError):
@@ -279,6 +292,23 @@ class Checkpoints:
     newest, reason = failures[0]
     raise CheckpointError(f"no checkpoint in {self.directory} restores (newest, step "
                           f"{newest}: {reason}); move the folder away to start over")
+
+  def read_start(self) -> dict | None:
+    """The JSON record written when this training first started (``None`` if none)."""
+    try:
+      with open(os.path.join(self.directory, START_FILE)) as f:
+        return json.load(f)
+    except (OSError, ValueError):
+      return None
+
+  def write_start(self, record: Mapping[str, Any]) -> None:
+    """Records how things stood before step one (e.g. the metrics-file length), so
+    a restart before the first checkpoint can undo the interrupted attempt."""
+    if jax.process_index() == 0:
+      path = os.path.join(self.directory, START_FILE)
+      with open(path + ".tmp", "w") as f:
+        json.dump(dict(record), f)
+      os.replace(path + ".tmp", path)
 
   def wait(self) -> None:
     """Blocks until pending saves are written."""

@@ -12,7 +12,6 @@ from typing import Any, Mapping
 
 import jax
 import numpy as np
-from absl import logging as absl_logging
 
 
 def _to_python(value: Any) -> Any:
@@ -53,7 +52,6 @@ class Progress:
     if extra:
       line += f" {extra}"
     if jax.process_index() == 0:
-      absl_logging.info(line)
       print(line, flush=True)
 
 

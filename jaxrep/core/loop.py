@@ -58,9 +58,10 @@ def _metrics_from_json(record: Mapping[str, Any] | None) -> dict:
 
 
 def _log_size(logger: log_lib.MetricLogger | None) -> int | None:
-  if logger is None or not logger.active or not os.path.exists(logger.path):
+  """Bytes in ``metrics.jsonl`` (0 before the first line; None without a log)."""
+  if logger is None or not logger.active:
     return None
-  return os.path.getsize(logger.path)
+  return os.path.getsize(logger.path) if os.path.exists(logger.path) else 0
 
 
 def _drop_log_after(logger: log_lib.MetricLogger | None, size: int | None) -> int:
@@ -104,7 +105,15 @@ def _resume(manager: ckpt_lib.Checkpoints, state: TrainState, batches: Any,
             num_steps: int, logger: log_lib.MetricLogger | None, run: str,
             ) -> tuple[TrainState, dict]:
   restored = manager.restore_latest(state)
-  if restored is None:
+  if restored is None:  # a fresh start, or a restart before the first checkpoint
+    start = manager.read_start()
+    if start is None:
+      manager.write_start({"log_size": _log_size(logger)})
+    else:
+      dropped = _drop_log_after(logger, start.get("log_size"))
+      if dropped:
+        print(f"{run or 'train'}: no checkpoint yet in {manager.directory}; starting over "
+              f"and dropped {dropped} metric line(s) of the interrupted attempt", flush=True)
     return state, {}
   extra = restored.extra
   if hasattr(batches, "set_state") and extra.get("data") is not None:
@@ -122,6 +131,8 @@ def _resume(manager: ckpt_lib.Checkpoints, state: TrainState, batches: Any,
 
 
 def _preemption_requested(flag, done: int) -> bool:
+  """SIGTERM seen (one process) or, on several hosts, JAX's preemption sync point
+  (every host stops at the same step; not exercised on this CPU-only machine)."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     return bool(multihost_utils.reached_preemption_sync_point(done))
@@ -133,7 +144,8 @@ def train_loop(step: StepFn, state: TrainState,
                logger: log_lib.MetricLogger | None = None, log_every: int = 100,
                run: str = "", progress: bool = True,
                checkpoint_dir: str | None = None, save_every: int = DEFAULT_SAVE_EVERY,
-               keep: int = 3, check_finite: bool = True) -> tuple[TrainState, dict]:
+               keep: int = 3, async_save: bool = True,
+               check_finite: bool = True) -> tuple[TrainState, dict]:
   """Runs ``step`` until the state's step reaches ``num_steps``.
 
   ``batches`` is an iterator (one with ``get_state()``/``set_state()``, such as
@@ -143,7 +155,8 @@ def train_loop(step: StepFn, state: TrainState,
 
   ``checkpoint_dir``: save every ``save_every`` steps, at the end and on SIGTERM
   (then raise ``checkpoint.Preempted``, exit status 143), keeping the newest
-  ``keep``; a rerun resumes from the newest good checkpoint. ``check_finite``:
+  ``keep``; a rerun resumes from the newest good checkpoint (``async_save=False``
+  blocks at each save until it is written). ``check_finite``:
   raise ``NonFiniteLossError`` naming the first step and every metric that is
   NaN/inf; the newest checkpoint is then the last good one.
 
@@ -152,7 +165,8 @@ def train_loop(step: StepFn, state: TrainState,
   if log_every < 1 or save_every < 1:
     raise ValueError(f"log_every and save_every must be ≥ 1, got {log_every}, {save_every}")
   next_batch = batches if callable(batches) else (lambda _: next(batches))
-  manager = ckpt_lib.Checkpoints(checkpoint_dir, keep=keep) if checkpoint_dir else None
+  manager = (ckpt_lib.Checkpoints(checkpoint_dir, keep=keep, async_save=async_save)
+             if checkpoint_dir else None)
   try:
     metrics: dict = {}
     if manager is not None:
@@ -160,7 +174,8 @@ def train_loop(step: StepFn, state: TrainState,
     start = int(state.step)
     meter = log_lib.Progress(run or "train", num_steps, unit="steps") if progress else None
     pending: list[tuple[int, Any]] = []
-    guard = ckpt_lib.sigterm_flag() if manager is not None else contextlib.nullcontext()
+    own_sigterm = manager is not None and jax.process_count() == 1
+    guard = ckpt_lib.sigterm_flag() if own_sigterm else contextlib.nullcontext()
     with guard as sigterm:
       for i in range(start, num_steps):
         state, step_metrics = step(state, next_batch(i))

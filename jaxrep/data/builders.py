@@ -68,8 +68,9 @@ class Digits(_LocalBuilder):
   fixed by ``digits_split`` (seed ``DIGITS_SPLIT_SEED``); examples in sklearn's order.
   """
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Stratified 80/20 split (1437/360), seed 0."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Stratified 80/20 split (1438/359), seed 0.",
+                   "1.1.0": "Test size ceil(0.2 N) as in sklearn: 1437/360."}
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(

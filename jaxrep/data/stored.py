@@ -99,10 +99,14 @@ def source(name: str, split: str = "train", data_dir: str | None = None) -> Sequ
 
 def _is_prepared(dataset_dir: str | os.PathLike) -> bool:
   """Whether ``<data_dir>/<name>`` holds a finished ``[config/]version`` folder."""
+  return bool(_prepared_info_files(dataset_dir))
+
+
+def _prepared_info_files(dataset_dir: str | os.PathLike) -> list[str]:
+  """The ``dataset_info.json`` files of finished versions under ``<data_dir>/<name>``."""
   root = pathlib.Path(dataset_dir)
-  return any(not p.parent.name.startswith("incomplete.")
-             for pattern in ("*/dataset_info.json", "*/*/dataset_info.json")
-             for p in root.glob(pattern))
+  return [str(p) for pattern in ("*/dataset_info.json", "*/*/dataset_info.json")
+          for p in root.glob(pattern) if not p.parent.name.startswith("incomplete.")]
 
 
 def _resolve(data_dir: str | None) -> str:
@@ -122,7 +126,15 @@ def _builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
         f"{_base_name(name)} --data_dir {data_dir} --file_format array_record` on a "
         f"machine with internet and copy it here, or pass data_dir (or set "
         f"${_DATA_DIR_ENV}) to where it is prepared")
-  return tfds.builder(name, data_dir=data_dir)
+  builder = tfds.builder(name, data_dir=data_dir)
+  if not os.path.isdir(os.path.join(data_dir, *builder.info.full_name.split("/"))):
+    found = sorted(os.path.relpath(os.path.dirname(p), data_dir)
+                   for p in _prepared_info_files(os.path.join(data_dir, _base_name(name))))
+    raise DatasetMissingError(
+        f"dataset {name!r} has no prepared version {builder.version} in {data_dir} "
+        f"(found {', '.join(found)}): name one, e.g. '{':'.join(found[0].rsplit(os.sep, 1))}'"
+        f", or run `tfds build {name} --data_dir {data_dir} --file_format array_record`")
+  return builder
 
 
 def _builtin_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:

@@ -1,7 +1,23 @@
-"""Probing and comparing representations of any encoder ``apply(params, x) -> features``."""
-from jaxrep.core.evaluate import (knn_accuracy, knn_predict, linear_predict,
+"""Probing and comparing representations of any encoder ``apply(params, x) -> features``.
+
+Probes (from ``jaxrep.core.evaluate``): closed-form ridge, L-BFGS logistic, k-NN.
+Similarity of representations: CKA (``cka``), RDMs and RSA (``rdm``,
+``topological_rsa``). Paper modules: ``relative`` (relative representations and
+stitching), ``dsimplex`` (stationary representations and compatibility),
+``moment_probing`` (MHC³ moment probe), ``interaction_basis``. Small encoders for
+MNIST-1D: ``encoders``.
+"""
+from jaxrep.core.evaluate import (accuracy, knn_accuracy, knn_predict, linear_predict,
                                   logistic_probe_accuracy, logistic_probe_fit,
                                   ridge_probe_accuracy, ridge_probe_fit, standardize)
+from jaxrep.probe import (cka, dsimplex, encoders, interaction_basis, moment_probing, rdm,
+                          relative, topological_rsa)
 from jaxrep.probe.cka import (center_gram, cka_from_grams, hsic, linear_cka,
                               linear_cka_features, linear_gram, median_bandwidth, rbf_cka,
                               rbf_gram)
+from jaxrep.probe.dsimplex import (average_compatibility, compatibility_loss,
+                                   compatibility_matrix, fixed_classifier_logits, hoc_loss,
+                                   identification_accuracy)
+from jaxrep.probe.moment_probing import MHC3, LinearProbe, MomentProbe
+from jaxrep.probe.relative import (mean_cosine, relative_projection, relative_representation,
+                                   stitched_logits, stratified_anchor_indices)

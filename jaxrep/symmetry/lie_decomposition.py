@@ -44,6 +44,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxrep.symmetry import groups
+
 GroupName = Literal["gl2", "sl2"]
 
 # Orthonormal (trace-metric) bases of symmetric and traceless symmetric 2×2 matrices.
@@ -340,15 +342,14 @@ def random_affine_matrix(key: jax.Array, max_rotation_deg: float = 20.0,
 def affine_perturb(key: jax.Array, image: jax.Array, content_half_extent: float,
                    **matrix_kwargs) -> jax.Array:
   """One affNIST-style perturbation of a centred image (H, W, C): a random
-  affine map about the centre, then a random shift that keeps the transformed
-  content box (±content_half_extent pixels) inside the canvas."""
-  from jaxrep.symmetry import groups
-
+  affine map about the centre, then a random integer-bounded shift that keeps
+  the transformed content box (±content_half_extent pixels from the centre)
+  and its bilinear footprint off the canvas border."""
   key_a, key_t = jax.random.split(key)
   a = random_affine_matrix(key_a, **matrix_kwargs)
   e = content_half_extent
   corners = jnp.array([[-e, -e], [-e, e], [e, -e], [e, e]], a.dtype) @ a.T
   reach = jnp.abs(corners).max(axis=0)
-  room = jnp.maximum(jnp.array(image.shape[:2], a.dtype) / 2 - 0.5 - reach, 0.0)
+  room = jnp.maximum(jnp.array(image.shape[:2], a.dtype) / 2 - 1.5 - reach, 0.0)
   shift = jax.random.uniform(key_t, (2,), a.dtype, -1.0, 1.0) * jnp.floor(room)
   return groups.affine_warp_image(image, a, shift)

@@ -1,0 +1,3 @@
+"""Neural-network layers and small models shared by the papers."""
+from jaxrep.nn.cnn import SmallCNN
+from jaxrep.nn.conv import Conv, convolution, gemm_conv, input_gradient, kernel_gradient

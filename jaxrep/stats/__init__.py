@@ -1,0 +1,5 @@
+"""Shared statistics: kernels, HSIC, MMR, the KCI test (and moment tests when present)."""
+from jaxrep.stats.kernels import (center_kernel, hsic_biased, hsic_unbiased, median_bandwidth,
+                                  mmr, rbf_kernel, squared_distances)
+from jaxrep.stats.kci import (TestResult, gamma_p_value, kci_conditional, kci_unconditional,
+                              zscore)

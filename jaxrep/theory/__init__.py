@@ -1,0 +1,1 @@
+"""Learning theory made executable: testable learning, provable pretraining gains."""

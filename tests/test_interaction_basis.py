@@ -1,0 +1,199 @@
+"""Interaction basis: invariance to an inserted invertible map (PCA as the negative
+control), the diagonal Grams it is defined by, finite-difference Jacobians, the
+count of non-degenerate directions vs a NumPy SVD rank, degeneracy injection,
+exact reconstruction, and a quick-mode smoke test."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrep.core import experiment
+from jaxrep.probe import interaction_basis as ib
+
+WIDTHS = (5, 9, 8, 4)  # input, hidden, hidden, output
+
+
+@pytest.fixture(autouse=True)
+def float64():
+  with jax.enable_x64(True):
+    yield
+
+
+def _mlp(seed, widths=WIDTHS):
+  rng = np.random.default_rng(seed)
+  return [(jnp.asarray(rng.normal(size=(a, b)) / np.sqrt(a)), jnp.asarray(0.3 * rng.normal(size=b)))
+          for a, b in zip(widths[:-1], widths[1:])]
+
+
+def _inputs(seed, n=64, d=WIDTHS[0]):
+  return jnp.asarray(np.random.default_rng(seed).normal(size=(n, d)))
+
+
+def _align_signs(a, b):
+  """Flips the columns of a to match b's signs (the basis is defined up to sign)."""
+  signs = np.sign(np.sum(np.asarray(a) * np.asarray(b), axis=0))
+  return np.asarray(a) * np.where(signs == 0, 1, signs)
+
+
+def _insert_affine_map(sections, layer, a, c):
+  """f_layer → A f + c, and the next section maps back (f̃ → Ã⁻¹ f̃)."""
+  d = a.shape[0]
+  a_aug = jnp.zeros((d + 1, d + 1)).at[:d, :d].set(a).at[:d, d].set(c).at[d, d].set(1.0)
+  a_aug_inv = jnp.linalg.inv(a_aug)
+  before, after = sections[layer - 1], sections[layer]
+  out = list(sections)
+  out[layer - 1] = lambda f: before(f) @ a.T + c
+  out[layer] = lambda f: after(f @ a_aug_inv.T)
+  return out
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_interaction_features_are_invariant_to_an_inserted_invertible_map(layer):
+  sections, x = ib.mlp_sections(_mlp(0)), _inputs(1)
+  rng = np.random.default_rng(2)
+  d = WIDTHS[layer]
+  a = jnp.asarray(rng.normal(size=(d, d)) + 2 * np.eye(d))
+  c = jnp.asarray(rng.normal(size=d))
+  moved = _insert_affine_map(sections, layer, a, c)
+  np.testing.assert_allclose(ib.node_layers(moved, x)[-1], ib.node_layers(sections, x)[-1],
+                             atol=1e-10)  # the network function is unchanged
+  bases, moved_bases = _bases(sections, x), _bases(moved, x)
+  for k in range(len(WIDTHS)):
+    node, moved_node = ib.node_layers(sections, x)[k], ib.node_layers(moved, x)[k]
+    augmented = k < len(WIDTHS) - 1
+    ours = ib.features_in_basis(bases[k], node, augmented)
+    theirs = ib.features_in_basis(moved_bases[k], moved_node, augmented)
+    assert int(bases[k].num_directions) == int(moved_bases[k].num_directions)
+    np.testing.assert_allclose(_align_signs(theirs, ours), ours, atol=1e-4, err_msg=f"layer {k}")
+  # Negative control: PCA features of the transformed layer change.
+  node, moved_node = ib.node_layers(sections, x)[layer], ib.node_layers(moved, x)[layer]
+  pca, mean = ib.pca_basis(node)
+  moved_pca, moved_mean = ib.pca_basis(moved_node)
+  pca_features = (node - mean) @ pca.rotation
+  moved_features = (moved_node - moved_mean) @ moved_pca.rotation
+  assert np.max(np.abs(_align_signs(moved_features, pca_features) - pca_features)) > 1e-1
+
+
+def test_interaction_basis_diagonalises_both_grams():
+  """E[f̂ f̂ᵀ] = Λ and E[(∂f̂_{k+1}/∂f̂_k)ᵀ(∂f̂_{k+1}/∂f̂_k)] = I on the kept directions."""
+  sections, x = ib.mlp_sections(_mlp(3)), _inputs(4)
+  bases = _bases(sections, x)
+  layers = ib.node_layers(sections, x)
+  k = 1
+  basis, keep = bases[k], np.asarray(bases[k].keep)
+  features = np.asarray(ib.features_in_basis(basis, layers[k]))
+  np.testing.assert_allclose(features.T @ features / len(features),
+                             np.diag(np.asarray(basis.eigenvalues)), atol=1e-10)
+  next_rotation = bases[k + 1].rotation[:-1]
+
+  def hat_to_hat(f_hat):
+    return sections[k](f_hat @ basis.inverse) @ next_rotation
+
+  jac = jax.vmap(jax.jacrev(hat_to_hat))(jnp.asarray(features))
+  m = np.einsum("nij,nik->jk", jac, jac) / len(features)
+  np.testing.assert_allclose(m[np.ix_(keep, keep)], np.eye(keep.sum()), atol=1e-8)
+  assert np.all(np.diff(np.asarray(basis.eigenvalues)[keep]) <= 0)
+
+
+def test_jacobian_gram_matches_finite_differences():
+  sections, x = ib.mlp_sections(_mlp(5)), _inputs(6, n=20)
+  fn = sections[0]
+  augmented = np.asarray(ib.augment(x))
+  eps, total = 1e-6, 0
+  for xi in augmented:
+    cols = [(np.asarray(fn(jnp.asarray(xi + eps * e))) - np.asarray(fn(jnp.asarray(xi - eps * e))))
+            / (2 * eps) for e in np.eye(len(xi))]
+    jac = np.stack(cols, axis=1)
+    total = total + jac.T @ jac
+  np.testing.assert_allclose(ib.jacobian_gram(fn, jnp.asarray(augmented), chunk_size=7),
+                             total / len(augmented), rtol=1e-6, atol=1e-8)
+
+
+def _bases(sections, x):
+  return jax.jit(lambda inputs: ib.interaction_bases(sections, inputs))(x)
+
+
+def _reference_rank(layers, x, bases, layer, rtol=1e-8):
+  """rank of (M')^{1/2} G^{1/2} in NumPy (analytic ReLU-MLP Jacobians, SVD, no whitening)."""
+  def psd_sqrt(m):
+    values, vectors = np.linalg.eigh(m)
+    return vectors @ np.diag(np.sqrt(np.clip(values, 0, None))) @ vectors.T
+  f = np.asarray(x)
+  for kernel, bias in layers[:layer]:
+    f = np.maximum(f @ np.asarray(kernel) + np.asarray(bias), 0)
+  augmented = np.concatenate([f, np.ones((len(f), 1))], axis=1)
+  kernel, bias = (np.asarray(a) for a in layers[layer])
+  folded = np.concatenate([kernel, bias[None]], axis=0)  # (d + 1, d_next)
+  slope = (augmented @ folded > 0) if layer + 1 < len(layers) else np.ones((len(f), len(bias)))
+  rotation = np.asarray(bases[layer + 1].rotation)
+  rotation = rotation[:-1] if layer + 1 < len(layers) else rotation
+  jac = np.einsum("or,no,io->nri", rotation, slope, folded)  # (n, r, d + 1)
+  m = np.einsum("nri,nrj->ij", jac, jac) / len(f)
+  g = augmented.T @ augmented / len(f)
+  singular = np.linalg.svd(psd_sqrt(m) @ psd_sqrt(g), compute_uv=False)
+  return int(np.sum(singular > np.sqrt(rtol) * singular.max()))
+
+
+def test_injected_degeneracies_preserve_the_function_and_the_count():
+  widths = (6, 12, 10, 3)
+  layers, x = _mlp(7, widths), _inputs(8, n=200, d=6)
+  sections = ib.mlp_sections(layers)
+  base_bases = _bases(sections, x)
+  injected = layers
+  for hidden in (0, 1):
+    inputs = ib.node_layers(ib.mlp_sections(injected), x)[hidden]
+    injected = ib.inject_degenerate_units(injected, hidden, jax.random.PRNGKey(hidden), inputs,
+                                          num_duplicate=3, num_dead=2, num_unused=2)
+  inj_sections = ib.mlp_sections(injected)
+  np.testing.assert_allclose(ib.node_layers(inj_sections, x)[-1],
+                             ib.node_layers(sections, x)[-1], atol=1e-10)
+  inj_nodes = ib.node_layers(inj_sections, x)
+  assert inj_nodes[1].shape[1] == 12 + 7 and np.all(np.asarray(inj_nodes[1][:, 15:17]) == 0)
+  inj_bases = _bases(inj_sections, x)
+  for layer in (1, 2):
+    true_rank = _reference_rank(layers, x, base_bases, layer)
+    assert 0 < true_rank < widths[layer] + 1 or layer == 1
+    assert int(inj_bases[layer].num_directions) == true_rank
+    assert int(base_bases[layer].num_directions) == true_rank
+    assert _reference_rank(injected, x, inj_bases, layer) == true_rank
+  # PCA sees the duplicates and dead units as degenerate, but not the unused ones.
+  pca, _ = ib.pca_basis(ib.augment(inj_nodes[1]))
+  assert int(pca.num_directions) > int(inj_bases[1].num_directions)
+
+
+def test_full_basis_reconstructs_and_ablation_runs_under_jit():
+  sections, x = ib.mlp_sections(_mlp(9)), _inputs(10)
+  bases = _bases(sections, x)
+  layer = 1
+  augmented = ib.augment(ib.node_layers(sections, x)[layer])
+  features = augmented @ bases[layer].rotation
+  mean = features.mean(0)
+
+  @jax.jit
+  def output_with_top_k(k):
+    return ib.run_from_augmented(sections, layer,
+                                 ib.ablate_to_top_k(bases[layer], augmented, k, mean))
+
+  full = ib.node_layers(sections, x)[-1]
+  np.testing.assert_allclose(output_with_top_k(augmented.shape[1]), full, atol=1e-8)
+  constant = output_with_top_k(0)  # every feature at its mean: one output for all inputs
+  np.testing.assert_allclose(constant, jnp.broadcast_to(constant[0], constant.shape), atol=1e-8)
+  neurons = ib.neuron_basis(ib.node_layers(sections, x)[layer],
+                            ib.jacobian_gram(sections[layer], augmented))
+  node = ib.node_layers(sections, x)[layer]
+  np.testing.assert_allclose(ib.ablate_to_top_k(neurons, node, node.shape[1],
+                                                (node @ neurons.rotation).mean(0)), node)
+
+
+def test_quick_smoke(tmp_path):
+  from experiments import interaction_basis
+  with jax.enable_x64(False):
+    experiment.execute(interaction_basis.EXPERIMENT, str(tmp_path), quick=True,
+                       data_dir=str(tmp_path / "data"), verbose=False)
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["passed"] is None
+  assert all(np.isfinite(v["mean"]) for v in results["measured"].values())
+  assert os.path.exists(tmp_path / "figure.png")

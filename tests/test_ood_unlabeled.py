@@ -1,0 +1,148 @@
+"""RSS training: the closed-form inner sup vs grid searches, φ_γ ≥ ℓ and φ_γ → ℓ,
+rotation invariance and gradients of the objective, the sampler and the exact
+accuracy, and a quick-mode smoke test."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats as scipy_stats
+
+from jaxrep.causal import robust_self_supervised as rss
+from jaxrep.core import experiment
+
+
+def _random_cases(key, num):
+  k1, k2, k3, k4 = jax.random.split(key, 4)
+  theta = jax.random.normal(k1, (num, 2)) * jax.random.uniform(k2, (num, 1), minval=0.2,
+                                                               maxval=3.0)
+  x = jax.random.normal(k3, (num, 2))
+  y = jnp.where(jax.random.uniform(k4, (num,)) < 0.5, 1.0, -1.0)
+  return theta, x, y
+
+
+def test_inner_sup_matches_a_fine_line_search():
+  with jax.enable_x64(True):
+    theta, x, y = _random_cases(jax.random.PRNGKey(0), 60)
+    deltas = jnp.linspace(0.0, 6.0, 600001)
+    for gamma in (0.1, 1.0, 10.0):
+      for t, xi, yi in zip(theta, x, y):
+        s = jnp.linalg.norm(t)
+        margin = yi * (t @ xi)
+        closed = rss.robust_truncated_hinge(margin, s, gamma)
+        searched = jnp.max(rss.truncated_hinge(margin - s * deltas) - gamma * deltas ** 2)
+        assert abs(float(closed - searched)) < 1e-4, (gamma, float(closed), float(searched))
+
+
+def test_inner_sup_matches_a_grid_search_over_z_in_the_plane():
+  """The 1-D reduction: sup over every z ∈ R² equals the closed form."""
+  with jax.enable_x64(True):
+    theta, x, y = _random_cases(jax.random.PRNGKey(1), 12)
+    offsets = jnp.linspace(-2.5, 2.5, 1001)
+    grid = jnp.stack(jnp.meshgrid(offsets, offsets, indexing="ij"), -1).reshape(-1, 2)
+    for gamma in (0.3, 3.0):
+      for t, xi, yi in zip(theta, x, y):
+        z = xi + grid
+        searched = jnp.max(rss.truncated_hinge(yi * (z @ t)) - gamma * jnp.sum(grid ** 2, 1))
+        closed = rss.robust_truncated_hinge(yi * (t @ xi), jnp.linalg.norm(t), gamma)
+        # grid step 0.005: the search undershoots by at most ‖θ‖·0.005·√2 ≈ 0.02
+        assert -1e-9 <= float(closed - searched) < 0.025
+
+
+def test_robust_loss_bounds_and_limit():
+  margins = jnp.linspace(-3.0, 3.0, 601)
+  s = 1.7
+  plain = rss.truncated_hinge(margins)
+  previous = jnp.full_like(margins, jnp.inf)
+  for gamma in (0.01, 0.1, 1.0, 10.0, 1e3, 1e7):
+    phi = rss.robust_truncated_hinge(margins, s, gamma)
+    assert bool(jnp.all(phi >= plain - 1e-7)) and bool(jnp.all(phi <= 1.0 + 1e-7))
+    assert bool(jnp.all(phi <= previous + 1e-7))            # non-increasing in γ
+    previous = phi
+  np.testing.assert_allclose(previous, plain, atol=1e-5)
+  # small γ: every point with positive geometric margin ρ costs 1 − γρ² (or 1)
+  rho = margins / s
+  np.testing.assert_allclose(rss.robust_truncated_hinge(margins, s, 1e-3),
+                             jnp.where(rho > 0, jnp.maximum(1 - 1e-3 * rho ** 2, plain), 1.0),
+                             atol=1e-6)
+
+
+def _batch(key, m=8, n=30, d=6):
+  k1, k2, k3 = jax.random.split(key, 3)
+  x = jax.random.normal(k1, (m, d))
+  y = jnp.where(jnp.arange(m) % 2 == 0, 1.0, -1.0)
+  xu = jax.random.normal(k2, (n, d))
+  theta = jax.random.normal(k3, (d,))
+  return theta, (x, y, xu, jnp.full((n,), 1.0 / n))
+
+
+HP = dict(gamma=0.7, gamma_unlabeled=0.2, lam=2.0, weight_decay=0.05)
+
+
+def test_objective_is_rotation_invariant_and_decomposes():
+  theta, (x, y, xu, wu) = _batch(jax.random.PRNGKey(2))
+  q, _ = jnp.linalg.qr(jax.random.normal(jax.random.PRNGKey(3), (6, 6)))
+  value = rss.rss_objective(theta, (x, y, xu, wu), **HP)
+  rotated = rss.rss_objective(q @ theta, (x @ q.T, y, xu @ q.T, wu), **HP)
+  np.testing.assert_allclose(value, rotated, rtol=1e-5)
+  s = jnp.linalg.norm(theta)
+  by_hand = (jnp.mean(rss.robust_truncated_hinge(y * (x @ theta), s, 0.7))
+             + 2.0 * jnp.mean(rss.robust_truncated_hinge(jnp.abs(xu @ theta), s, 0.2))
+             + 0.05 * s ** 2)
+  np.testing.assert_allclose(value, by_hand, rtol=1e-5)
+  # pseudo-labels: flipping the sign of an unlabeled point changes nothing
+  flipped = rss.rss_objective(theta, (x, y, xu.at[:5].multiply(-1), wu), **HP)
+  np.testing.assert_allclose(value, flipped, rtol=1e-6)
+
+
+def test_objective_gradient_matches_finite_differences():
+  with jax.enable_x64(True):
+    theta, batch = _batch(jax.random.PRNGKey(4))
+    batch = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), batch)
+    theta = theta.astype(jnp.float64)
+    f = lambda t: rss.rss_objective(t, batch, **HP)
+    grad = jax.grad(f)(theta)
+    h = 1e-6
+    for j in range(theta.shape[0]):
+      e = jnp.zeros_like(theta).at[j].set(h)
+      np.testing.assert_allclose(grad[j], (f(theta + e) - f(theta - e)) / (2 * h),
+                                 rtol=1e-4, atol=1e-7)
+
+
+def test_sampler_and_exact_accuracy():
+  key = jax.random.PRNGKey(5)
+  mean = rss.random_unit_vector(key, 20)
+  shifted = rss.shifted_mean(jax.random.fold_in(key, 1), mean, 0.5)
+  np.testing.assert_allclose(jnp.linalg.norm(shifted - mean), 0.5, rtol=1e-5)
+  x, y = rss.two_gaussian_sample(jax.random.fold_in(key, 2), mean, 200000)
+  assert float(y.sum()) == 0.0
+  np.testing.assert_allclose((y[:, None] * x).mean(0), mean, atol=0.01)
+  np.testing.assert_allclose(jnp.var(x - y[:, None] * mean, axis=0), np.ones(20), atol=0.02)
+  theta = mean + 0.8 * rss.random_unit_vector(jax.random.fold_in(key, 3), 20)
+  monte_carlo = jnp.mean(y * (x @ theta) > 0)
+  np.testing.assert_allclose(rss.population_accuracy(theta, mean), monte_carlo, atol=0.004)
+  np.testing.assert_allclose(rss.bayes_accuracy(mean), scipy_stats.norm.cdf(1.0), rtol=1e-6)
+
+
+def test_rss_uses_unlabeled_cluster_structure():
+  """A small instance: with many unlabeled samples RSS beats ERM clearly."""
+  from experiments import ood_unlabeled
+  c = ood_unlabeled.get_config()
+  c.dim, c.num_steps = 50, 200
+  keys = jax.random.split(jax.random.PRNGKey(6), 4)
+  out = jax.vmap(lambda k: rss.rss_trial(k, dim=50, num_labeled=10, num_unlabeled=2000,
+                                         alpha=0.5, std=1.0, hp=c))(keys)
+  assert float(jnp.mean(out["rss"] - out["erm"])) > 0.05
+  assert bool(jnp.all(out["rss"] <= out["bayes"] + 1e-6))
+
+
+def test_quick_mode_smoke(tmp_path):
+  from experiments import ood_unlabeled
+  payload = experiment.execute(ood_unlabeled.EXPERIMENT, str(tmp_path), quick=True,
+                               data_dir=str(tmp_path / "data"), verbose=False)
+  assert os.path.exists(tmp_path / "results.json") and os.path.exists(tmp_path / "figure.png")
+  stored = json.load(open(tmp_path / "results.json"))
+  assert stored["passed"] is None and payload["passed"] is None
+  for stats in stored["measured"].values():
+    assert np.isfinite(stats["mean"])

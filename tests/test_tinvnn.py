@@ -1,0 +1,186 @@
+"""TinvNN (Zhang et al., arXiv:2112.12345): modified MDS is invariant to
+similarities and equivariant to permutations, preserves normalised distances,
+and its classical-MDS core agrees with scikit-learn; the point-cloud sampler."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.manifold import ClassicalMDS
+
+from experiments import tinvnn as tinvnn_experiment
+from jaxrep.core import experiment
+from jaxrep.data import point_clouds
+from jaxrep.symmetry import equivariance as eq
+from jaxrep.symmetry import groups, tinvnn
+
+
+def _generic_cloud(seed=0, n=40):
+  """An anisotropic cloud: distinct covariance eigenvalues, non-zero skewness."""
+  x = jax.random.normal(jax.random.PRNGKey(seed), (n, 3)) * jnp.array([3.0, 1.5, 0.5])
+  return x + 0.3 * x**2 + jnp.array([1.0, -2.0, 0.5])
+
+
+def _sample_similarity_and_permutation(n):
+  def sample(key):
+    k_g, k_perm = jax.random.split(key)
+    return point_clouds.random_similarity(k_g, 2.0, float(np.log(3.0))), (
+        groups.sample_permutation(k_perm, n))
+  return sample
+
+
+def _act_on_points(g, x):
+  similarity, perm = g
+  return groups.permute(point_clouds.apply_similarity(x, *similarity), perm)
+
+
+def _act_on_rows(g, z):
+  return groups.permute(z, g[1])
+
+
+@pytest.mark.parametrize("solver", ["eigh", "subspace"])
+@pytest.mark.parametrize("sign_rule", ["third_moment", "max_abs"])
+def test_modified_mds_is_similarity_invariant_and_permutation_equivariant(solver, sign_rule):
+  with jax.enable_x64(True):
+    x = _generic_cloud()
+    f = lambda p: tinvnn.modified_mds(p, 3, sign_rule, solver)
+    error = eq.assert_equivariant(f, _sample_similarity_and_permutation(x.shape[0]),
+                                  _act_on_points, _act_on_rows, x, jax.random.PRNGKey(1),
+                                  num_samples=6, atol=1e-5)
+    assert error < 1e-9
+    # without the sign rule the eigensolver's arbitrary signs leak through
+    unsigned = lambda p: tinvnn.modified_mds(p, 3, "none", solver)
+    permute_only = lambda k: (((1.0, jnp.eye(3), jnp.zeros(3))),
+                              groups.sample_permutation(k, x.shape[0]))
+    assert eq.equivariance_error(unsigned, permute_only, _act_on_points, _act_on_rows, x,
+                                 jax.random.PRNGKey(2), num_samples=8) > 1e-2
+
+
+@pytest.mark.parametrize("sign_rule", ["third_moment", "max_abs"])
+def test_sign_rule_removes_column_signs(sign_rule):
+  z = jax.random.normal(jax.random.PRNGKey(0), (20, 4)) ** 3
+  fixed = tinvnn.fix_column_signs(z, sign_rule)
+  for seed in range(4):
+    signs = jnp.where(jax.random.bernoulli(jax.random.PRNGKey(seed), 0.5, (4,)), -1.0, 1.0)
+    np.testing.assert_array_equal(tinvnn.fix_column_signs(z * signs, sign_rule), fixed)
+  assert np.all(np.abs(np.asarray(fixed)) == np.abs(np.asarray(z)))
+  if sign_rule == "third_moment":
+    assert np.all(np.sum(np.asarray(fixed) ** 3, axis=0) > 0)
+
+
+def test_raw_coordinates_are_not_invariant():
+  x = _generic_cloud()
+  error = eq.equivariance_error(lambda p: p, _sample_similarity_and_permutation(x.shape[0]),
+                                _act_on_points, _act_on_rows, x, jax.random.PRNGKey(3))
+  assert error > 0.1
+
+
+def test_float32_invariance_on_procedural_clouds():
+  clouds, _ = point_clouds.sample_point_clouds(jax.random.PRNGKey(4), 10, 64)
+  f = lambda p: tinvnn.modified_mds(p, 3, "third_moment", "subspace")
+  for i, x in enumerate(clouds):
+    eq.assert_equivariant(f, _sample_similarity_and_permutation(64), _act_on_points,
+                          _act_on_rows, x, jax.random.PRNGKey(10 + i), num_samples=2,
+                          atol=1e-3)
+
+
+def test_distances_are_preserved_up_to_the_global_scale():
+  with jax.enable_x64(True):
+    x = _generic_cloud(5)
+    z = tinvnn.modified_mds(3.7 * x)
+    d_x = np.asarray(tinvnn.pairwise_distances(x))
+    d_z = np.asarray(tinvnn.pairwise_distances(z))
+    n = x.shape[0]
+    np.testing.assert_allclose(d_z, d_x / (d_x.sum() / (n * (n - 1))), atol=1e-10)
+    np.testing.assert_allclose(d_z.sum() / (n * (n - 1)), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["eigh", "subspace"])
+def test_classical_mds_matches_scikit_learn(solver):
+  with jax.enable_x64(True):
+    x = _generic_cloud(6)
+    d = np.asarray(tinvnn.pairwise_distances(x))
+    reference = ClassicalMDS(n_components=3, metric="precomputed").fit(d)
+    z, eigenvalues = tinvnn.classical_mds(jnp.asarray(d), 3, solver)
+    np.testing.assert_allclose(eigenvalues, reference.eigenvalues_, rtol=1e-9)
+    signs = np.sign(np.sum(np.asarray(z) * reference.embedding_, axis=0))
+    np.testing.assert_allclose(np.asarray(z) * signs, reference.embedding_, atol=1e-9)
+
+
+def test_double_centred_gram_against_numpy():
+  with jax.enable_x64(True):
+    x = np.asarray(_generic_cloud(7, n=12))
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    j = np.eye(12) - np.ones((12, 12)) / 12
+    reference = -0.5 * j @ (d**2) @ j
+    np.testing.assert_allclose(tinvnn.double_centred_gram(jnp.asarray(d)), reference,
+                               atol=1e-10)
+    centred = x - x.mean(0)
+    np.testing.assert_allclose(reference, centred @ centred.T, atol=1e-10)
+
+
+def test_subspace_solver_on_a_non_euclidean_matrix_is_close_to_eigh():
+  with jax.enable_x64(True):
+    a = jax.random.normal(jax.random.PRNGKey(8), (30, 30))
+    spectrum = jnp.concatenate([jnp.array([50.0, 20.0, 8.0]), 0.01 * jnp.arange(27.0)])
+    q, _ = jnp.linalg.qr(a)
+    m = (q * spectrum) @ q.T
+    vectors, values = tinvnn.top_eigenpairs_subspace(m, 3)
+    np.testing.assert_allclose(values, [50.0, 20.0, 8.0], rtol=1e-8)
+    overlap = jnp.abs(jnp.sum(vectors * q[:, :3], axis=0))
+    np.testing.assert_allclose(overlap, 1.0, atol=1e-8)
+
+
+def test_tinvnn_classifier_is_invariant_and_pointnet_is_permutation_invariant():
+  with jax.enable_x64(True):
+    x = _generic_cloud(9, n=24)
+    backbone = tinvnn.PointNet(5, (8, 8), (8,))
+    params = backbone.init(jax.random.PRNGKey(0), x)
+    classify = tinvnn.tinvnn(backbone)
+    act = lambda g, p: _act_on_points(g, p)
+    eq.assert_invariant(lambda p: classify(params, p), _sample_similarity_and_permutation(24),
+                        act, x, jax.random.PRNGKey(1), atol=1e-8)
+    permute_only = lambda k: groups.sample_permutation(k, 24)
+    eq.assert_invariant(lambda p: backbone.apply(params, p), permute_only,
+                        lambda perm, p: groups.permute(p, perm), x,
+                        jax.random.PRNGKey(2), atol=1e-10)
+    assert eq.invariance_error(lambda p: backbone.apply(params, p),
+                               _sample_similarity_and_permutation(24), act, x,
+                               jax.random.PRNGKey(3)) > 1e-3
+
+
+def test_point_cloud_sampler_is_deterministic_balanced_and_aligned():
+  key = jax.random.PRNGKey(11)
+  clouds, labels = point_clouds.sample_point_clouds(key, 30, 50)
+  again, _ = point_clouds.sample_point_clouds(key, 30, 50)
+  np.testing.assert_array_equal(clouds, again)
+  assert clouds.shape == (30, 50, 3) and np.all(np.isfinite(clouds))
+  np.testing.assert_array_equal(np.bincount(labels), np.full(point_clouds.NUM_SHAPES, 3))
+  extent = np.abs(np.asarray(clouds)).max(axis=(1, 2))
+  assert np.all(extent < 1.6) and np.all(extent > 0.5)
+  sphere = point_clouds.sample_primitive(key, 0, 400, jitter=0.0)
+  np.testing.assert_allclose(jnp.linalg.norm(sphere, axis=-1), 1.0, rtol=1e-5)
+  plane = point_clouds.sample_primitive(key, point_clouds.SHAPES.index("plane"), 100, 0.0)
+  np.testing.assert_allclose(plane[:, 2], 0.0)
+  with pytest.raises(ValueError):
+    point_clouds.sample_point_clouds(key, 4, 8, num_classes=11)
+
+
+def test_similarity_action_is_a_similarity():
+  with jax.enable_x64(True):
+    x = _generic_cloud(12)
+    s, r, t = point_clouds.random_similarity(jax.random.PRNGKey(13), 1.0, float(np.log(2.0)))
+    assert 0.5 <= float(s) <= 2.0
+    moved = point_clouds.apply_similarity(x, s, r, t)
+    np.testing.assert_allclose(tinvnn.pairwise_distances(moved),
+                               s * tinvnn.pairwise_distances(x), atol=1e-10)
+
+
+def test_quick_experiment(tmp_path):
+  payload = experiment.execute(tinvnn_experiment.EXPERIMENT, str(tmp_path), quick=True,
+                               data_dir=str(tmp_path / "data"), verbose=False)
+  assert (tmp_path / "results.json").exists() and (tmp_path / "figure.png").exists()
+  assert payload["passed"] is None
+  for name, stats in payload["measured"].items():
+    assert np.isfinite(stats["mean"]), name
+  assert payload["measured"]["mds_invariance_error"]["mean"] < 1e-3
+  assert abs(payload["measured"]["drop_tinvnn"]["mean"]) < 1e-6
