@@ -55,6 +55,25 @@ METHODS = ("erm", "uniform", "pd", "pd_loose")
 OFFICIAL_DUAL_BUDGET = 1e-4 * 200 * 391
 
 
+class PatchConv1D(nn.Module):
+  """A 1-D convolution written as unfold + matmul: out[j] = W·[x_pad[s·j + i]]_{i<k} + b
+  with k//2 zeros of padding each side. The same map as ``nn.Conv``; XLA's CPU
+  convolution is ~100× slower for these tiny shapes and worse under vmap."""
+
+  features: int
+  kernel: int
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, h: jax.Array) -> jax.Array:
+    pad = self.kernel // 2
+    out_len = -(-h.shape[-2] // self.stride)
+    padded = jnp.pad(h, ((0, 0), (pad, pad), (0, 0)))
+    patches = jnp.concatenate(
+        [padded[:, i:i + self.stride * out_len:self.stride] for i in range(self.kernel)], -1)
+    return nn.Dense(self.features)(patches)
+
+
 class ConvNet1D(nn.Module):
   """x (n, length) → logits (n, classes): three ReLU conv layers and a linear head."""
 
@@ -65,7 +84,7 @@ class ConvNet1D(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     h = x[..., None]
     for kernel, stride in ((5, 1), (3, 2), (3, 2)):
-      h = nn.relu(nn.Conv(self.channels, (kernel,), strides=stride, padding="SAME")(h))
+      h = nn.relu(PatchConv1D(self.channels, kernel, stride)(h))
     return nn.Dense(self.num_classes)(h.reshape(h.shape[0], -1))
 
 
@@ -121,34 +140,32 @@ def magnitudes(c) -> dict:
           "noise_std": c.noise_std, "max_erase": c.max_erase}
 
 
-def make_loss(method: str, model: ConvNet1D, c):
-  """(loss_fn, has_model_state, initial dual) for one method."""
-  if method == "erm":
+def make_loss(kind: str, model: ConvNet1D, c, margin):
+  """(loss_fn, has_model_state) for "erm", "uniform" or "pd" (margin may be traced)."""
+  if kind == "erm":
     def erm(params, batch, rng):
       del rng
       loss = ca.per_example_cross_entropy(model.apply, params, *batch).mean()
       return loss, {"clean_loss": loss}
-    return erm, False, None
-  if method == "uniform":
-    return ca.uniform_augmentation_loss(model.apply, c.num_levels, **magnitudes(c)), False, None
-  margin, init = (c.margin, 0.0) if method == "pd" else (c.loose_margin, c.loose_init_dual)
-  loss = ca.primal_dual_loss(model.apply, margin, dual_lr(c), c.num_mh_steps, c.num_levels,
-                             **magnitudes(c))
-  return loss, True, jnp.asarray(init, jnp.float32)
+    return erm, False
+  if kind == "uniform":
+    return ca.uniform_augmentation_loss(model.apply, c.num_levels, **magnitudes(c)), False
+  return ca.primal_dual_loss(model.apply, margin, dual_lr(c), c.num_mh_steps, c.num_levels,
+                             **magnitudes(c)), True
 
 
-@functools.partial(jax.jit, static_argnames=("method", "c"))
-def _train(seed_keys, x_all, y_all, x_test, y_test, *, method: str, c):
+@functools.partial(jax.jit, static_argnames=("kind", "c"))
+def _train(seed_keys, x_all, y_all, x_test, y_test, margin, init_dual, *, kind: str, c):
   model = ConvNet1D(10, c.channels)
   optimizer = optax.adam(c.learning_rate)
-  loss_fn, has_state, init_dual = make_loss(method, model, c)
+  loss_fn, has_state = make_loss(kind, model, c, margin)
 
   def one(key):
     key_subset, key_init, key_batches, key_state = jax.random.split(key, 4)
     subset = jax.random.permutation(key_subset, x_all.shape[0])[:c.num_train]
     x, y = x_all[subset], y_all[subset]
     state = train.init_train_state(model.init(key_init, x[:1]), optimizer, key_state,
-                                   model_state=init_dual)
+                                   model_state=init_dual if has_state else None)
     step = train.make_train_step(loss_fn, optimizer, has_model_state=has_state, jit=False)
 
     def batch_fn(i):
@@ -158,14 +175,18 @@ def _train(seed_keys, x_all, y_all, x_test, y_test, *, method: str, c):
 
     state, metrics = train.scan_steps(step, state, batch_fn, c.num_steps)
     test_acc = accuracy(model.apply(state.params, x_test), y_test)
-    final_dual = jnp.zeros(()) if init_dual is None else state.model_state
+    final_dual = state.model_state if has_state else jnp.zeros(())
     return test_acc, final_dual, metrics
 
   return jax.vmap(one)(seed_keys)
 
 
 def train_method(method: str, c, seed_keys, arrays) -> dict:
-  acc, final_dual, metrics = _train(seed_keys, *arrays, method=method,
+  kind = "pd" if method.startswith("pd") else method
+  margin, init_dual = (c.loose_margin, c.loose_init_dual) if method == "pd_loose" else (
+      c.margin, 0.0)
+  acc, final_dual, metrics = _train(seed_keys, *arrays, jnp.float32(margin),
+                                    jnp.float32(init_dual), kind=kind,
                                     c=ml_collections.FrozenConfigDict(c))
   out = {"test_accuracy": 100 * np.asarray(acc), "final_dual": np.asarray(final_dual)}
   for name, values in metrics.items():

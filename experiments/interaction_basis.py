@@ -6,12 +6,18 @@ Jacobians) of ApolloResearch/rib.
 
 Command:   jaxrep run interaction_basis --workdir runs/interaction_basis
            (= python -m experiments.interaction_basis --workdir=runs/interaction_basis)
-Runtime:   about 3 minutes on 2 CPU cores (quick mode: ~15 s).
+Runtime:   7.4 min measured on 2 CPU cores shared with other jobs (load ≈ 15);
+           less when the cores are free (quick mode: ~20 s).
 Expected:  on every hidden layer, the interaction basis of the network with
            injected duplicated, dead (and unused) units has exactly as many
            non-degenerate directions as the original network's true rank; the
            top-k interaction directions keep 99% of the accuracy at a smaller k
            than the top-k principal components or the top-k neurons.
+Measured (3 seeds, 128-unit layers + 16 duplicated, 16 dead, 16 unused units):
+           counts equal the true rank everywhere (e.g. modadd layer 2: 31, the
+           logit dimension; MNIST-1D layer 2: 10); k* interaction / PCA / neuron:
+           modadd L1 31 / 74 / 116, L2 14 / 47 / 89; MNIST-1D L1 32 / 83 / 126,
+           L2 6 / 54 / 117 → PASS.
 
 Protocol. ``num_seeds`` ReLU MLPs (2 hidden layers of ``hidden`` units) are
 trained per task as one vmapped program: modular addition a + b mod p (p = 31,
@@ -75,6 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_dead = 16
   c.num_unused = 16
   c.rtol = 1e-8
+  c.variants = VARIANTS
   return c
 
 
@@ -88,6 +95,7 @@ def quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.num_duplicate = 2
   c.num_dead = 2
   c.num_unused = 2
+  c.variants = ("activation",)
   return c
 
 
@@ -98,6 +106,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise experiment.ConfigError("'hidden' must list at least one positive width")
   if c.num_duplicate > min(c.hidden):
     raise experiment.ConfigError("'num_duplicate' must not exceed the smallest hidden width")
+  if "activation" not in c.variants or not set(c.variants) <= set(VARIANTS):
+    raise experiment.ConfigError(f"'variants' must include 'activation' and lie in {VARIANTS}")
   if not 0 < c.rtol < 1:
     raise experiment.ConfigError("'rtol' must be in (0, 1)")
 
@@ -246,7 +256,7 @@ def analyse_seed(params, key, task_data, c) -> dict:
   out = {"true_rank": np.asarray(true_ranks)}
   base_logits = logits_of(base, both)
   out["full_accuracy"] = float(accuracy(base_logits[len(x_basis):], y_eval))
-  for variant in VARIANTS:
+  for variant in c.variants:
     layers = inject(base, key, both, variant, frozen)
     logits = logits_of(layers, both)
     out[f"max_output_change_{variant}"] = float(jnp.max(jnp.abs(logits - base_logits)))
@@ -296,7 +306,7 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
       name = f"{task}_L{layer + 1}"
       true_rank = np.array([r["true_rank"][layer] for r in per_seed])
       measured[f"true_rank_{name}"] = true_rank
-      for variant in VARIANTS:
+      for variant in c.variants:
         count = np.array([r[f"count_interaction_{variant}"][layer] for r in per_seed])
         measured[f"count_interaction_{name}_{variant}"] = count
         measured[f"count_pca_{name}_{variant}"] = np.array(
@@ -308,7 +318,7 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
         measured[f"kstar_{basis}_{name}"] = kstar[:, b]
       fewer &= bool(kstar[:, 0].mean() < kstar[:, 1].mean()
                     and kstar[:, 0].mean() < kstar[:, 2].mean())
-    for variant in VARIANTS:
+    for variant in c.variants:
       details[f"max_output_change_{task}_{variant}"] = max(
           r[f"max_output_change_{variant}"] for r in per_seed)
     details[f"curves_{task}"] = np.mean([np.stack(r["curves"]) for r in per_seed], axis=0)
@@ -348,7 +358,7 @@ def plot(results, c):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="interaction_basis", claim=CLAIM, get_config=get_config, run=run, quick=quick,
-    validate=validate, runtime_s=180,
+    validate=validate, runtime_s=445,
     headline=("kstar_interaction_mnist1d_L1", "kstar_pca_mnist1d_L1",
               "kstar_interaction_modadd_L1", "kstar_pca_modadd_L1"))
 

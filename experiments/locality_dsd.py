@@ -144,6 +144,7 @@ def sample_complexity(kind: str, k: int, d: int, c, seed_keys, bayes: float) -> 
     sizes.append(n)
     if np.mean(errors[-1] <= bayes + c.margin) > 0.5 and len(sizes) >= 2:
       break
+  jax.clear_caches()  # one program per n: free them, or LLVM runs out of mappings
   errors = np.stack(errors, axis=1)  # (seeds, sizes)
   target = bayes + c.margin
   n_star = np.asarray(jax.vmap(locality.first_crossing, in_axes=(None, 0, None))(

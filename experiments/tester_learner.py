@@ -5,7 +5,8 @@ Tester-Learner for Halfspaces", ICLR 2024.
 
 Command:   jaxrep run tester_learner --workdir runs/tester_learner
            (= python -m experiments.tester_learner --workdir=runs/tester_learner)
-Runtime:   about 3 minutes on 2 CPU cores (quick mode: ~15 s).
+Runtime:   about 2.5 minutes of CPU on 2 cores (10 min wall under a load of ~15
+           from other jobs); quick mode: ~12 s of CPU.
 Expected:  Gaussian marginals with Massart noise (η ≤ 0.3): the tests accept
            ≥ 95% of runs and the accepted output has error ≤ opt + 0.03.
            Adversarial cases (Student-t(3) tails, uniform cube, mass piled at

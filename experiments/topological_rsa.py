@@ -5,11 +5,20 @@ Representations", PNAS 2024 — the neural-network simulation.
 
 Command:   jaxrep run topological_rsa --workdir runs/topological_rsa
            (= python -m experiments.topological_rsa --workdir=runs/topological_rsa)
-Runtime:   about 2 minutes on 2 CPU cores (quick mode: ~15 s).
-Expected:  plain-RDM layer identification falls from ~100% towards chance (25%)
-           as the SNR drops; the best geo-topological statistic (chosen on
-           validation noise draws) stays within 2 points of it at every SNR and
-           beats it at the lowest SNR.
+Runtime:   3.1 min measured on 2 CPU cores shared with other jobs (load ≈ 14;
+           51 s of CPU time); quick mode: ~10 s.
+Expected (the paper's claim, tested here): the best geo-topological statistic
+           (chosen on validation noise draws) stays within 2 points of the plain
+           RDM at every SNR and beats it at the lowest SNR.
+Measured (5 data networks): the plain RDM identifies layers only 50–75% of the
+           time even without noise (adjacent layers of different seeds have
+           similar global geometry); local GT_{0,0.1} reaches 93% at SNR 10 and
+           GT_{0,0.2} 78% at SNR 1 (plain: 64%, 61%). The advantage vanishes as
+           the SNR drops: 0.394 vs 0.430 at SNR 0.1 (the validation pick
+           overfits noise; the best grid point on test data is 0.432) and 0.333
+           vs 0.340 at SNR 0.03 → FAIL. Isotropic activation noise corrupts the
+           smallest distances first, i.e. the neighbourhood structure local GT
+           statistics rely on.
 
 Protocol. ``num_seeds`` MLPs (4 hidden ReLU layers) are trained on sklearn
 digits as one vmapped program. Stimuli are 10 test digits per class (100).
@@ -329,7 +338,7 @@ def plot(snrs, plain, chosen, test, stats, c):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="topological_rsa", claim=CLAIM, get_config=get_config, run=run, quick=quick,
-    validate=validate, runtime_s=150,
+    validate=validate, runtime_s=190,
     headline=("acc_rdm_snr0.03", "acc_best_gt_snr0.03", "acc_rdm_snr10", "acc_best_gt_snr10"))
 
 if __name__ == "__main__":

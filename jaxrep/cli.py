@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import importlib.util
 import json
 import os
 import signal
@@ -50,7 +51,9 @@ def load_experiment(paper_id: str):
 
 
 def implemented_ids() -> list[str]:
-  return [p.id for p in registry.PAPERS if p.experiment is not None]
+  """Papers whose experiment module exists, in registry order."""
+  return [p.id for p in registry.PAPERS if p.experiment is not None
+          and importlib.util.find_spec(f"experiments.{p.experiment}") is not None]
 
 
 def select_within_budget(ids: Sequence[str], budget_s: float) -> list[str]:
@@ -168,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   overrides = tuple(a.removeprefix("--") for a in argv if a.startswith("--config."))
   args = build_parser().parse_args([a for a in argv if not a.startswith("--config.")])
+  from jaxrep.core.checkpoint import CheckpointError
   from jaxrep.core.config import ConfigError
+  from jaxrep.core.loop import NonFiniteLossError
   try:
     if args.command == "list":
       return cmd_list(args)
@@ -180,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   except (UsageError, ConfigError) as error:
     print(f"jaxrep: error: {error}", file=sys.stderr)
     return 2
+  except (NonFiniteLossError, CheckpointError) as error:
+    print(f"jaxrep: error: {error}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

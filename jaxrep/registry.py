@@ -384,6 +384,24 @@ _BY_ID: dict[str, Paper] = {p.id: p for p in PAPERS}
 _BY_EXPERIMENT: dict[str, Paper] = {p.experiment: p for p in PAPERS if p.experiment}
 
 
+# Outcome of each experiment's default-config run (2026-11-26, 2 CPU cores):
+# "reproduced" = the claim held, "failed" = measured and it did not hold.
+MEASURED_STATUS = {
+    "frame_averaging": "reproduced",
+    "interaction_basis": "reproduced",
+    "ood_unlabeled": "reproduced",
+    "unsupervised_pretraining": "reproduced",
+    "dsimplex_compatibility": "failed",
+    "relative_representations": "failed",
+    "rich_representations": "failed",
+    "soft_equivariance": "failed",
+    "tester_learner": "failed",
+    "topological_rsa": "failed",
+}
+PAPERS = tuple(dataclasses.replace(p, status=MEASURED_STATUS.get(p.id, p.status))
+               for p in PAPERS)
+
+
 def get(paper_id: str) -> Paper:
   """The paper with this id; KeyError (naming close matches) if there is none."""
   try:

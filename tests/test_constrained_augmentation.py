@@ -140,12 +140,12 @@ def test_augmentations_are_the_named_transformations():
   shifted = ca.augment_sequence(key, x, op["shift"], 4)       # magnitude 0.5 → 5 samples
   assert any(np.array_equal(shifted, groups.shift_sequence(x, s)) for s in (5, -5))
   scaled = ca.augment_sequence(key, x, op["scale"], 9)        # factor e^{±0.4}
-  assert any(np.allclose(scaled, groups.scale_sequence(x, f), atol=1e-6)
+  assert any(np.allclose(scaled, groups.scale_sequence(x, f), atol=1e-4)
              for f in (np.exp(0.4), np.exp(-0.4)))
   erased = np.asarray(ca.augment_sequence(key, x, op["erase"], 4))  # round(0.5 · 16) = 8
   changed = erased != np.asarray(x)
   assert changed.sum() == 8 and np.all(erased[changed] == 0)
-  assert np.flatnonzero(changed).ptp() == 7                    # one contiguous window
+  assert np.ptp(np.flatnonzero(changed)) == 7                   # one contiguous window
   noise_small = ca.augment_sequence(key, x, op["noise"], 0) - x
   noise_large = ca.augment_sequence(key, x, op["noise"], 9) - x
   np.testing.assert_allclose(noise_large, 10 * noise_small, rtol=1e-4, atol=1e-6)
@@ -168,3 +168,17 @@ def test_quick_experiment(tmp_path):
   for name, stats_ in payload["measured"].items():
     assert np.isfinite(stats_["mean"]), name
   assert payload["measured"]["final_dual_pd_loose"]["mean"] == 0.0
+
+
+def test_patch_conv_equals_flax_conv():
+  import flax.linen as nn
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 11, 3))
+  for kernel, stride in ((5, 1), (3, 2)):
+    patch = ca_experiment.PatchConv1D(4, kernel, stride)
+    params = patch.init(jax.random.PRNGKey(1), x)
+    w = params["params"]["Dense_0"]["kernel"].reshape(kernel, 3, 4)
+    pad = kernel // 2
+    conv = nn.Conv(4, (kernel,), strides=stride, padding=((pad, pad),))
+    reference = conv.apply({"params": {"kernel": w, "bias": params["params"]["Dense_0"]["bias"]}},
+                           x)
+    np.testing.assert_allclose(patch.apply(params, x), reference, atol=1e-5)

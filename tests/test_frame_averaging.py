@@ -77,7 +77,7 @@ def test_frame_average_is_exactly_e3_equivariant_with_reflections(output):
     x = (_cloud(1), jax.random.normal(jax.random.PRNGKey(2), (7, 3)))
     backbone = _mlp_backbone()
     averaged = fa.frame_average(backbone, "O3", output)
-    f = lambda x: averaged(x[0], x[1], 2.0)
+    f = jax.jit(lambda x: averaged(x[0], x[1], 2.0))
     act_in, act_out = _e3_actions(output)
     key = jax.random.PRNGKey(3)
     error = eq.assert_equivariant(f, groups.sample_e3, act_in, act_out, x, key,
@@ -91,7 +91,7 @@ def test_so3_frames_give_rotation_but_not_reflection_equivariance():
   with jax.enable_x64(True):
     x = (_cloud(4), jax.random.normal(jax.random.PRNGKey(5), (7, 3)))
     averaged = fa.frame_average(_mlp_backbone(1), "SO3", "points")
-    f = lambda x: averaged(x[0], x[1], 1.0)
+    f = jax.jit(lambda x: averaged(x[0], x[1], 1.0))
     act_in, act_out = _e3_actions("points")
     sample_se3 = lambda k: (groups.sample_so3(k), jax.random.normal(k, (3,)))
     eq.assert_equivariant(f, sample_se3, act_in, act_out, x, jax.random.PRNGKey(6), atol=1e-8)
@@ -114,19 +114,19 @@ def test_fa_gnn_is_e3_and_permutation_equivariant():
     model = fa.NBodyGNN(hidden=8, layers=2)
     loc, vel = _cloud(10, n), jax.random.normal(jax.random.PRNGKey(11), (n, 3))
     charges = jnp.array([1.0, -1.0, 1.0, 1.0, -1.0])
-    params = model.init(jax.random.PRNGKey(12), loc, vel, charges)
+    params = jax.jit(model.init)(jax.random.PRNGKey(12), loc, vel, charges)
     averaged = fa.frame_average(lambda p, v, q: model.apply(params, p, v, q), "O3", "points")
-    f = lambda x: averaged(x[0], x[1], charges)
+    f = jax.jit(lambda x: averaged(x[0], x[1], charges))
     act_in, act_out = _e3_actions("points")
     eq.assert_equivariant(f, groups.sample_e3, act_in, act_out, (loc, vel),
                           jax.random.PRNGKey(13), atol=1e-9)
     # permutations act on particles (and charges) of inputs and outputs
-    g = lambda x: averaged(x[0], x[1], x[2])
+    g = jax.jit(lambda x: averaged(x[0], x[1], x[2]))
     perm_in = lambda p, x: tuple(groups.permute(a, p) for a in x)
     sample = lambda k: groups.sample_permutation(k, n)
     eq.assert_equivariant(g, sample, perm_in, lambda p, y: groups.permute(y, p), (loc, vel, charges),
                           jax.random.PRNGKey(14), atol=1e-9)
-    plain = lambda x: model.apply(params, x[0], x[1], charges)
+    plain = jax.jit(lambda x: model.apply(params, x[0], x[1], charges))
     assert eq.equivariance_error(plain, groups.sample_e3, act_in, act_out, (loc, vel),
                                  jax.random.PRNGKey(13)) > 1e-3
 

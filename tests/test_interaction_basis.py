@@ -38,6 +38,10 @@ def _align_signs(a, b):
   return np.asarray(a) * np.where(signs == 0, 1, signs)
 
 
+def _bases(sections, x):
+  return jax.jit(lambda inputs: ib.interaction_bases(sections, inputs))(x)
+
+
 def _insert_affine_map(sections, layer, a, c):
   """f_layer → A f + c, and the next section maps back (f̃ → Ã⁻¹ f̃)."""
   d = a.shape[0]
@@ -50,31 +54,31 @@ def _insert_affine_map(sections, layer, a, c):
   return out
 
 
-@pytest.mark.parametrize("layer", [1, 2])
-def test_interaction_features_are_invariant_to_an_inserted_invertible_map(layer):
+def test_interaction_features_are_invariant_to_inserted_invertible_maps():
+  """Random affine maps after both hidden layers, compensated by the next sections."""
   sections, x = ib.mlp_sections(_mlp(0)), _inputs(1)
   rng = np.random.default_rng(2)
-  d = WIDTHS[layer]
-  a = jnp.asarray(rng.normal(size=(d, d)) + 2 * np.eye(d))
-  c = jnp.asarray(rng.normal(size=d))
-  moved = _insert_affine_map(sections, layer, a, c)
+  moved = sections
+  for layer in (1, 2):
+    d = WIDTHS[layer]
+    moved = _insert_affine_map(moved, layer, jnp.asarray(rng.normal(size=(d, d)) + 2 * np.eye(d)),
+                               jnp.asarray(rng.normal(size=d)))
   np.testing.assert_allclose(ib.node_layers(moved, x)[-1], ib.node_layers(sections, x)[-1],
                              atol=1e-10)  # the network function is unchanged
   bases, moved_bases = _bases(sections, x), _bases(moved, x)
+  nodes, moved_nodes = ib.node_layers(sections, x), ib.node_layers(moved, x)
   for k in range(len(WIDTHS)):
-    node, moved_node = ib.node_layers(sections, x)[k], ib.node_layers(moved, x)[k]
     augmented = k < len(WIDTHS) - 1
-    ours = ib.features_in_basis(bases[k], node, augmented)
-    theirs = ib.features_in_basis(moved_bases[k], moved_node, augmented)
+    ours = ib.features_in_basis(bases[k], nodes[k], augmented)
+    theirs = ib.features_in_basis(moved_bases[k], moved_nodes[k], augmented)
     assert int(bases[k].num_directions) == int(moved_bases[k].num_directions)
     np.testing.assert_allclose(_align_signs(theirs, ours), ours, atol=1e-4, err_msg=f"layer {k}")
-  # Negative control: PCA features of the transformed layer change.
-  node, moved_node = ib.node_layers(sections, x)[layer], ib.node_layers(moved, x)[layer]
-  pca, mean = ib.pca_basis(node)
-  moved_pca, moved_mean = ib.pca_basis(moved_node)
-  pca_features = (node - mean) @ pca.rotation
-  moved_features = (moved_node - moved_mean) @ moved_pca.rotation
-  assert np.max(np.abs(_align_signs(moved_features, pca_features) - pca_features)) > 1e-1
+  for layer in (1, 2):  # negative control: PCA features of the transformed layers change
+    pca, mean = ib.pca_basis(nodes[layer])
+    moved_pca, moved_mean = ib.pca_basis(moved_nodes[layer])
+    pca_features = (nodes[layer] - mean) @ pca.rotation
+    moved_features = (moved_nodes[layer] - moved_mean) @ moved_pca.rotation
+    assert np.max(np.abs(_align_signs(moved_features, pca_features) - pca_features)) > 1e-1
 
 
 def test_interaction_basis_diagonalises_both_grams():
@@ -110,10 +114,6 @@ def test_jacobian_gram_matches_finite_differences():
     total = total + jac.T @ jac
   np.testing.assert_allclose(ib.jacobian_gram(fn, jnp.asarray(augmented), chunk_size=7),
                              total / len(augmented), rtol=1e-6, atol=1e-8)
-
-
-def _bases(sections, x):
-  return jax.jit(lambda inputs: ib.interaction_bases(sections, inputs))(x)
 
 
 def _reference_rank(layers, x, bases, layer, rtol=1e-8):

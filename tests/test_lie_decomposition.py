@@ -106,25 +106,27 @@ def test_lifting_and_group_conv_equivariant_to_90_degree_rotations(group):
     g1, g1_inv = ld.sample_group(jax.random.PRNGKey(1), 4, group, rotations="haar")
     g2, g2_inv = ld.sample_group(jax.random.PRNGKey(2), 3, group, rotations="haar")
     lift = ld.LiftingConv(3, 5, group, hidden=8)
-    lift_params = lift.init(key, images, g1_inv)
-    lifted = lift.apply(lift_params, images, g1_inv)
+    lift_params = jax.jit(lift.init)(key, images, g1_inv)
+    lift_apply = jax.jit(lift.apply)
+    lifted = lift_apply(lift_params, images, g1_inv)
     assert lifted.shape == (2, 9, 9, 3, 4)
     for turns in (1, 2, 3):
       rotated, h = _rotate_images(images, turns)
-      moved = lift.apply(lift_params, rotated, jnp.linalg.inv(h @ g1))
+      moved = lift_apply(lift_params, rotated, jnp.linalg.inv(h @ g1))
       np.testing.assert_allclose(moved, _rotate_images(lifted, turns)[0], atol=1e-10)
     # Without left-multiplying the samples the layer is not equivariant.
     rotated, h = _rotate_images(images)
-    wrong = lift.apply(lift_params, rotated, g1_inv)
+    wrong = lift_apply(lift_params, rotated, g1_inv)
     assert np.abs(wrong - _rotate_images(lifted)[0]).max() > 1e-3
 
     conv = ld.GroupConv(2, 5, group, hidden=8)
-    conv_params = conv.init(key, lifted, g1, g2_inv)
-    out = conv.apply(conv_params, lifted, g1, g2_inv)
+    conv_params = jax.jit(conv.init)(key, lifted, g1, g2_inv)
+    conv_apply = jax.jit(conv.apply)
+    out = conv_apply(conv_params, lifted, g1, g2_inv)
     assert out.shape == (2, 9, 9, 2, 3)
-    moved = conv.apply(conv_params, _rotate_images(lifted)[0], h @ g1, jnp.linalg.inv(h @ g2))
+    moved = conv_apply(conv_params, _rotate_images(lifted)[0], h @ g1, jnp.linalg.inv(h @ g2))
     np.testing.assert_allclose(moved, _rotate_images(out)[0], atol=1e-10)
-    wrong = conv.apply(conv_params, _rotate_images(lifted)[0], g1, g2_inv)
+    wrong = conv_apply(conv_params, _rotate_images(lifted)[0], g1, g2_inv)
     assert np.abs(wrong - _rotate_images(out)[0]).max() > 1e-3
 
 
@@ -132,31 +134,37 @@ def test_group_network_is_invariant_with_left_multiplied_samples():
   with jax.enable_x64(True):
     model = ld.AffineGroupCNN(features=3, num_samples=4, hidden=8)
     x = jax.random.uniform(jax.random.PRNGKey(0), (3, 24, 24, 1))
-    params = model.init(jax.random.PRNGKey(1), x, jax.random.PRNGKey(2))
+    params = jax.jit(model.init)(jax.random.PRNGKey(1), x, jax.random.PRNGKey(2))
     (a, _), (b, _) = model.samples(jax.random.PRNGKey(3))
     rotated, h = _rotate_images(x)
     moved = ((h @ a, jnp.linalg.inv(h @ a)), (h @ b, jnp.linalg.inv(h @ b)))
     same = ((a, jnp.linalg.inv(a)), (b, jnp.linalg.inv(b)))
-    logits = model.apply(params, x, samples=same)
-    np.testing.assert_allclose(model.apply(params, rotated, samples=moved), logits, atol=1e-10)
+    apply = jax.jit(lambda p, x, s: model.apply(p, x, samples=s))
+    logits = apply(params, x, same)
+    np.testing.assert_allclose(apply(params, rotated, moved), logits, atol=1e-10)
     cnn = ld.PlainCNN(features=3)
-    cnn_params = cnn.init(jax.random.PRNGKey(1), x)
-    assert np.abs(cnn.apply(cnn_params, rotated) - cnn.apply(cnn_params, x)).max() > 1e-4
+    cnn_params = jax.jit(cnn.init)(jax.random.PRNGKey(1), x)
+    cnn_apply = jax.jit(cnn.apply)
+    assert np.abs(cnn_apply(cnn_params, rotated) - cnn_apply(cnn_params, x)).max() > 1e-4
 
 
 def test_affine_perturbation_identity_and_bounds():
+  perturb = jax.jit(ld.affine_perturb, static_argnames=(
+      "content_half_extent", "max_rotation_deg", "max_shear_deg", "scale_range"))
   img = jnp.zeros((24, 24, 1)).at[8:16, 8:16].set(jax.random.uniform(jax.random.PRNGKey(0),
                                                                       (8, 8, 1)))
-  same = ld.affine_perturb(jax.random.PRNGKey(1), img, 12.0, max_rotation_deg=0.0,
-                           max_shear_deg=0.0, scale_range=(1.0, 1.0))
+  same = perturb(jax.random.PRNGKey(1), img, 12.0, max_rotation_deg=0.0,
+                 max_shear_deg=0.0, scale_range=(1.0, 1.0))
   np.testing.assert_allclose(same, img, atol=1e-6)  # no room to shift: identity
-  shifted = ld.affine_perturb(jax.random.PRNGKey(1), img, 3.5, max_rotation_deg=0.0,
-                              max_shear_deg=0.0, scale_range=(1.0, 1.0))
-  assert float(jnp.abs(shifted.sum() - img.sum())) < 1e-3  # integer shift inside the canvas
-  a = jax.vmap(ld.random_affine_matrix)(jax.random.split(jax.random.PRNGKey(2), 500))
+  shifted = perturb(jax.random.PRNGKey(1), img, 3.5, max_rotation_deg=0.0,
+                    max_shear_deg=0.0, scale_range=(1.0, 1.0))
+  assert float(jnp.abs(shifted - img).max()) > 0.1  # it moved
+  assert float(jnp.abs(shifted.sum() - img.sum())) < 1e-3  # a pure shift inside the canvas keeps the mass
+  a = jax.jit(jax.vmap(ld.random_affine_matrix))(jax.random.split(jax.random.PRNGKey(2), 500))
   dets = np.asarray(jnp.linalg.det(a))
   assert dets.min() > 0.8**2 - 1e-6 and dets.max() < 1.2**2 + 1e-6
-  out = jax.vmap(lambda k: ld.affine_perturb(k, img, 3.5))(jax.random.split(jax.random.PRNGKey(3), 20))
+  out = jax.jit(jax.vmap(lambda k: ld.affine_perturb(k, img, 3.5)))(
+      jax.random.split(jax.random.PRNGKey(3), 20))
   assert np.isfinite(np.asarray(out)).all() and (np.asarray(out).reshape(20, -1).max(1) > 0.1).all()
   border = np.concatenate([np.asarray(out[:, 0]).ravel(), np.asarray(out[:, -1]).ravel(),
                            np.asarray(out[:, :, 0]).ravel(), np.asarray(out[:, :, -1]).ravel()])
@@ -167,7 +175,9 @@ def test_cnn_is_parameter_matched():
   config = ld_experiment.get_config()
   models, counts = ld_experiment.make_models(config)
   assert abs(counts["cnn"] - counts["gcnn"]) / counts["gcnn"] < 0.05
-  assert models["cnn"].features == counts["cnn_width"]
+  x = jnp.zeros((1, config.canvas, config.canvas, 1))
+  actual = ld.count_params(jax.eval_shape(models["cnn"].init, jax.random.PRNGKey(0), x))
+  assert actual == counts["cnn"]
 
 
 def test_quick_experiment(tmp_path):

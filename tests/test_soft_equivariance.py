@@ -104,21 +104,23 @@ def test_tensor_network_exact_models_and_inertia_symmetries():
     act_out = lambda g, y: y @ se.rep_rho(rep_out, g).T
     key = jax.random.PRNGKey(1)
     # the target: O(2) about z exact, O(3) broken, α = 0 restores O(3)
-    eq.assert_equivariant(se.inertia_target, _o2z_sample, act_in, act_out, x, key, atol=1e-10)
-    assert eq.equivariance_error(se.inertia_target, groups.sample_o3, act_in, act_out, x, key) > 1e-2
-    pure = lambda x: se.inertia_target(x, alpha=0.0)
+    target = jax.jit(se.inertia_target)
+    eq.assert_equivariant(target, _o2z_sample, act_in, act_out, x, key, atol=1e-10)
+    assert eq.equivariance_error(target, groups.sample_o3, act_in, act_out, x, key) > 1e-2
+    pure = jax.jit(lambda x: se.inertia_target(x, alpha=0.0))
     eq.assert_equivariant(pure, groups.sample_o3, act_in, act_out, x, key, atol=1e-10)
     # exactly projected networks are equivariant; the free one is not
     for name, sample in (("O3", groups.sample_o3), ("O2_z", _o2z_sample)):
       model = se.TensorMLP(rep_in, se.TensorRep((3, 2, 2)), rep_out, 2, GROUPS[name])
-      params = model.init(key, x)
-      f = lambda x: model.apply(params, x)
+      params = jax.jit(model.init)(key, x)
+      f = jax.jit(lambda x: model.apply(params, x))
       eq.assert_equivariant(f, sample, act_in, act_out, x, key, atol=1e-9)
     free = se.TensorMLP(rep_in, se.TensorRep((3, 2, 2)), rep_out, 2)
-    params = free.init(key, x)
-    assert eq.equivariance_error(lambda x: free.apply(params, x), groups.sample_o3, act_in,
-                                 act_out, x, key) > 1e-3
-    penalties = se.network_penalties(params, free, [GROUPS["O3"], GROUPS["O2_z"]])
+    params = jax.jit(free.init)(key, x)
+    assert eq.equivariance_error(jax.jit(lambda x: free.apply(params, x)), groups.sample_o3,
+                                 act_in, act_out, x, key) > 1e-3
+    penalties = jax.jit(lambda p: se.network_penalties(p, free, [GROUPS["O3"], GROUPS["O2_z"]]))(
+        params)
     assert penalties.shape == (2,) and penalties[0] >= penalties[1] > 0  # O(2)_z ⊂ O(3)
 
 
@@ -128,7 +130,7 @@ def test_nonlinearity_and_products_are_o3_equivariant():
     x = jax.random.normal(jax.random.PRNGKey(0), (4, se.gated(rep).size))
     act_g = lambda g, x: x @ se.rep_rho(se.gated(rep), g).T
     act = lambda g, x: x @ se.rep_rho(rep, g).T
-    f = lambda x: se.gated_nonlinearity(x + se.equivariant_products(x, se.gated(rep)), rep)
+    f = jax.jit(lambda x: se.gated_nonlinearity(x + se.equivariant_products(x, se.gated(rep)), rep))
     eq.assert_equivariant(f, groups.sample_o3, act_g, act, x, jax.random.PRNGKey(1), atol=1e-10)
 
 
@@ -144,10 +146,10 @@ def test_quick_experiment(tmp_path):
 def test_network_penalties_match_layerwise_projection_penalty():
   with jax.enable_x64(True):
     model = se.TensorMLP(se.TensorRep((5, 5)), se.TensorRep((3, 2, 2)), se.TensorRep((0, 0, 1)), 2)
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 20)))
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 20)))
     group_list = [GROUPS[n] for n in sorted(GROUPS)]
     expected = [sum(float(se.projection_penalty(params["params"][f"linear_{i}_kernel"],
                                                 params["params"][f"linear_{i}_bias"], g, ri, ro))
                     for i, (ri, ro) in enumerate(model.layer_reps())) for g in group_list]
-    np.testing.assert_allclose(se.network_penalties(params, model, group_list), expected,
-                               rtol=1e-10)
+    penalties = jax.jit(lambda p: se.network_penalties(p, model, group_list))(params)
+    np.testing.assert_allclose(penalties, expected, rtol=1e-10)

@@ -213,6 +213,9 @@ def main(experiment: Experiment) -> None:
   [--quick] [--seed=N] [--data_dir=DIR] [--config.KEY=VALUE ...]``."""
   from absl import app, flags
 
+  from jaxrep.core.checkpoint import CheckpointError
+  from jaxrep.core.loop import NonFiniteLossError
+
   overrides = tuple(a.removeprefix("--") for a in sys.argv[1:] if a.startswith("--config."))
   argv = [sys.argv[0]] + [a for a in sys.argv[1:] if not a.startswith("--config.")]
   flags.DEFINE_string("workdir", None, "Directory for this run's outputs.")
@@ -228,6 +231,9 @@ def main(experiment: Experiment) -> None:
     except ConfigError as error:
       print(f"error: {error}", file=sys.stderr)
       sys.exit(2)
+    except (NonFiniteLossError, CheckpointError) as error:
+      print(f"error: {error}", file=sys.stderr)
+      sys.exit(1)
 
   app.run(run_main, argv=argv)
 

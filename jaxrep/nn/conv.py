@@ -13,24 +13,31 @@ and its gradients are
 with P ∈ R^{(N·|p|) × (|q|·C)} the im2col patch matrix (one row per output
 position, one column per kernel tap and channel).
 
-Where the time goes on the CPU (jax 0.10.2, 2 cores, a 4-layer CNN at batch 256):
-XLA lowers the forward and the input gradient to Eigen's spatial convolution,
-close to the machine's matmul rate, but the kernel gradient becomes a
-convolution whose "kernel" is ∂L/∂y (the whole image) and whose output is the
-tiny k₁×k₂ window: it runs at about a sixth of the matmul rate and costs ~5× the
-forward. Writing it as one im2col matrix and one GEMM is fast for the GEMM but
-slow overall, because P is 9× the input (300 MB for one 32-channel layer at batch
-256): filling it is DRAM-bound and XLA's concatenate is slow. So the kernel
-gradient here is a loop over chunks of the batch: each chunk's patch matrix
-(a few MB, cache-resident) is built from shifted strided slices and contracted
-with its rows of ∂L/∂y, ∂L/∂K = Σ_chunks P_chunkᵀ · ∂L/∂Y_chunk — the same sum in
-a different order (≤ 1e-5 relative difference in fp32). The forward and ∂L/∂x
-stay XLA's, so outputs are bitwise those of ``flax.linen.Conv``.
+Where the time goes on the CPU (jax 0.10.2, 2 cores, ``SmallCNN`` at batch 256,
+measured with ``jax.profiler``): XLA hands the forward and the input gradient to
+its convolution library at close to the machine's matmul rate, but the kernel
+gradient is a convolution whose "kernel" is ∂L/∂y (the whole image) and whose
+output is the tiny k₁×k₂ window: it ran at about a sixth of the matmul rate and
+cost ~5× the forward. One im2col matrix and one GEMM would be fast for the
+GEMM but slow overall: P is 9× the input (300 MB for a 32-channel layer at batch
+256), so filling it is DRAM-bound, and XLA's concatenate is slow. Here the
+kernel gradient is a loop over chunks of the batch: each chunk's patch matrix
+(≈ ``CHUNK_BYTES``, cache-resident) is built from shifted strided slices and
+contracted with its rows of ∂L/∂y,
+
+    ∂L/∂K = Σ_chunks P_chunkᵀ · ∂L/∂Y_chunk,
+
+the same sum in a different order (fp32 differences ~1e-6 relative), now about
+as fast as the forward. The library convolution is also slow for an input with
+few channels (an RGB image: ~3 GFLOP/s), so such a forward is the same chunked
+GEMM, Y_chunk = P_chunk · K. Other forwards and ∂L/∂x stay XLA's, so their
+outputs are bitwise those of ``flax.linen.Conv``. On GPU/TPU
+(``lax.platform_dependent``) everything is XLA's convolution.
 
 ``Conv`` has ``flax.linen.Conv``'s parameters (``kernel`` k₁×…×k_d×C×O, ``bias``
 O), initialisers, padding conventions ("SAME", "VALID", an int, or per-dimension
 pairs) and strides; it loads the same checkpoints. Dilations, feature groups and
-other paddings go to ``lax.conv_general_dilated`` unchanged.
+an explicit ``precision`` go to ``lax.conv_general_dilated`` unchanged.
 """
 from __future__ import annotations
 
@@ -49,7 +56,7 @@ PaddingLike = str | int | Sequence[int | tuple[int, int]]
 Pairs = tuple[tuple[int, int], ...]
 
 # Target size of one chunk's patch matrix: small enough to stay in cache.
-CHUNK_BYTES = 4 * 2**20
+CHUNK_BYTES = 2 * 2**20
 
 
 def _dimension_numbers(num_spatial: int) -> lax.ConvDimensionNumbers:
@@ -151,32 +158,28 @@ def gemm_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pads: Pai
   return lax.fori_loop(0, groups, body, y).reshape((n,) + out + (o,))
 
 
-FORWARD = "auto"   # "xla", "gemm" or "auto" (gemm when C is small)
-INPUT_GRAD = "xla"  # "xla", "gemm" or "auto"
+# Inputs with at most this many channels (an image's first layer) use the GEMM
+# forward on the CPU: XLA's library convolution runs C = 3 at a few GFLOP/s.
 SMALL_CHANNELS = 8
 
 
-def _use_gemm(choice: str, channels: int) -> bool:
-  return choice == "gemm" or (choice == "auto" and channels <= SMALL_CHANNELS)
-
-
 def _forward(x, kernel, strides, pads):
-  if _use_gemm(FORWARD, x.shape[-1]):
-    return gemm_conv(x, kernel, strides, pads)
-  return _xla_conv(x, kernel, strides, pads)
+  if x.shape[-1] > SMALL_CHANNELS:
+    return _xla_conv(x, kernel, strides, pads)
+  return lax.platform_dependent(
+      x, kernel, cpu=lambda x_, k_: gemm_conv(x_, k_, strides, pads),
+      default=lambda x_, k_: _xla_conv(x_, k_, strides, pads))
+
+
+def _xla_kernel_gradient(x, dy, kernel_shape, strides, pads):
+  zeros = jnp.zeros(kernel_shape, x.dtype)
+  _, vjp = jax.vjp(lambda k_: _xla_conv(x, k_, strides, pads), zeros)
+  return vjp(dy)[0]
 
 
 def input_gradient(dy: jax.Array, kernel: jax.Array, x_shape: Sequence[int],
                    strides: Sequence[int], pads: Pairs) -> jax.Array:
-  """∂L/∂x: for stride 1 the correlation of ∂L/∂y (padded k−1−lo, k−1−hi)
-  with the flipped kernel K[::-1, …, ::-1]ᵀ; XLA's transpose otherwise."""
-  window = kernel.shape[:-2]
-  unit_stride = all(s == 1 for s in strides)
-  if unit_stride and _use_gemm(INPUT_GRAD, dy.shape[-1]):
-    flipped = jnp.swapaxes(kernel[tuple(slice(None, None, -1) for _ in window)], -1, -2)
-    full = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(window, pads))
-    if all(lo >= 0 and hi >= 0 for lo, hi in full):
-      return gemm_conv(dy, flipped, strides, full)
+  """∂L/∂x: XLA's transposed convolution."""
   zeros = jnp.zeros(x_shape, dy.dtype)
   _, vjp = jax.vjp(lambda x_: _xla_conv(x_, kernel, strides, pads), zeros)
   return vjp(dy)[0]
@@ -184,7 +187,11 @@ def input_gradient(dy: jax.Array, kernel: jax.Array, x_shape: Sequence[int],
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def convolution(x: jax.Array, kernel: jax.Array, strides: tuple[int, ...], pads: Pairs) -> jax.Array:
-  """y = x ⋆ K (channels-last, one batch axis, kernel HWIO, explicit pads)."""
+  """y = x ⋆ K (channels-last, one batch axis, kernel HWIO, explicit pads).
+
+  On the CPU ∂L/∂K is ``kernel_gradient`` (and the forward of a ≤ 8-channel
+  input is ``gemm_conv``); on GPU/TPU everything is XLA's convolution.
+  """
   return _forward(x, kernel, strides, pads)
 
 
@@ -194,8 +201,10 @@ def _conv_fwd(x, kernel, strides, pads):
 
 def _conv_bwd(strides, pads, residuals, dy):
   x, kernel = residuals
-  return (input_gradient(dy, kernel, x.shape, strides, pads),
-          kernel_gradient(x, dy, kernel.shape, strides, pads))
+  dkernel = lax.platform_dependent(
+      x, dy, cpu=lambda x_, dy_: kernel_gradient(x_, dy_, kernel.shape, strides, pads),
+      default=lambda x_, dy_: _xla_kernel_gradient(x_, dy_, kernel.shape, strides, pads))
+  return input_gradient(dy, kernel, x.shape, strides, pads), dkernel
 
 
 convolution.defvjp(_conv_fwd, _conv_bwd)

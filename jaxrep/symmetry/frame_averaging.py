@@ -37,12 +37,12 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Group = Literal["O3", "SO3"]
 Output = Literal["points", "vectors", "invariant"]
 
-_SIGNS_O3 = jnp.array([[a, b, c] for a in (1, -1) for b in (1, -1) for c in (1, -1)],
-                      jnp.float32)
+_SIGNS_O3 = np.array([[a, b, c] for a in (1, -1) for b in (1, -1) for c in (1, -1)], float)
 
 
 def pca_frames(points: jax.Array, group: Group = "O3") -> tuple[jax.Array, jax.Array]:
@@ -57,9 +57,9 @@ def pca_frames(points: jax.Array, group: Group = "O3") -> tuple[jax.Array, jax.A
   centred = points - centre
   _, eigenvectors = jnp.linalg.eigh(centred.T @ centred)
   if group == "O3":
-    signs = _SIGNS_O3.astype(points.dtype)
+    signs = jnp.asarray(_SIGNS_O3, points.dtype)
   elif group == "SO3":
-    first_two = _SIGNS_O3[::2, :2].astype(points.dtype)        # 4 patterns of (s1, s2)
+    first_two = jnp.asarray(_SIGNS_O3[::2, :2], points.dtype)  # the 4 patterns of (s1, s2)
     third = jnp.linalg.det(eigenvectors) * first_two[:, 0] * first_two[:, 1]
     signs = jnp.concatenate([first_two, third[:, None]], axis=1)
   else:

@@ -43,6 +43,7 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrep.symmetry import groups
 
@@ -50,10 +51,10 @@ GroupName = Literal["gl2", "sl2"]
 
 # Orthonormal (trace-metric) bases of symmetric and traceless symmetric 2×2 matrices.
 _ROOT_HALF = 0.5**0.5
-SYMMETRIC_BASIS = jnp.array([[[1.0, 0.0], [0.0, 0.0]],
+SYMMETRIC_BASIS = np.array([[[1.0, 0.0], [0.0, 0.0]],
                              [[0.0, _ROOT_HALF], [_ROOT_HALF, 0.0]],
                              [[0.0, 0.0], [0.0, 1.0]]])
-TRACELESS_SYMMETRIC_BASIS = jnp.array([[[_ROOT_HALF, 0.0], [0.0, -_ROOT_HALF]],
+TRACELESS_SYMMETRIC_BASIS = np.array([[[_ROOT_HALF, 0.0], [0.0, -_ROOT_HALF]],
                                        [[0.0, _ROOT_HALF], [_ROOT_HALF, 0.0]]])
 
 
@@ -106,7 +107,7 @@ def polar_coordinates(g: jax.Array, group: GroupName) -> jax.Array:
   p, r = polar_decomposition(g)
   basis = TRACELESS_SYMMETRIC_BASIS if group == "sl2" else SYMMETRIC_BASIS
   log_p = spd_logm(p)
-  coefficients = jnp.einsum("...ij,kij->...k", log_p, basis.astype(g.dtype))
+  coefficients = jnp.einsum("...ij,kij->...k", log_p, jnp.asarray(basis, g.dtype))
   theta = rotation_angle(r)
   return jnp.concatenate([coefficients, jnp.cos(theta)[..., None], jnp.sin(theta)[..., None]],
                          axis=-1)
@@ -131,8 +132,8 @@ def sample_rotations(key: jax.Array, num: int, mode: str = "equidistant") -> jax
 def sample_spd(key: jax.Array, num: int, group: GroupName, spd_var: float = 0.1) -> jax.Array:
   """Log-normal SPD samples P = exp(Σ_k z_k B_k), z ~ N(0, spd_var·I), with B
   the (traceless, for SL(2)) symmetric basis; (num, 2, 2)."""
-  basis = (TRACELESS_SYMMETRIC_BASIS if group == "sl2" else SYMMETRIC_BASIS)
-  basis = basis.astype(jnp.result_type(float))
+  basis = jnp.asarray(TRACELESS_SYMMETRIC_BASIS if group == "sl2" else SYMMETRIC_BASIS,
+                      jnp.result_type(float))
   z = jnp.sqrt(spd_var) * jax.random.normal(key, (num, basis.shape[0]), basis.dtype)
   return sym_expm(jnp.einsum("nk,kij->nij", z, basis))
 
@@ -266,7 +267,7 @@ def group_max_pool_2x2(x: jax.Array) -> jax.Array:
 
 
 class AffineGroupCNN(nn.Module):
-  """lift (valid, K) → LayerNorm → GELU → 2×2 max pool → group conv (same, K)
+  """lift (valid, K) → LayerNorm → GELU → 2×2 max pool → group conv (same, K')
   → LayerNorm → GELU → global max over space and group → linear read-out.
 
   ``__call__(images, key)``: draws fresh group samples for each layer from
@@ -277,6 +278,7 @@ class AffineGroupCNN(nn.Module):
   num_classes: int = 10
   features: int = 16
   kernel_size: int = 5
+  group_kernel_size: int = 5
   num_samples: int = 8
   group: GroupName = "sl2"
   spd_var: float = 0.1
@@ -293,7 +295,7 @@ class AffineGroupCNN(nn.Module):
     h = LiftingConv(self.features, self.kernel_size, self.group, self.hidden)(images, g1_inv)
     h = nn.gelu(nn.LayerNorm(reduction_axes=-2, feature_axes=-2)(h))
     h = group_max_pool_2x2(h)
-    h = GroupConv(self.features, self.kernel_size, self.group, self.hidden)(h, g1, g2_inv)
+    h = GroupConv(self.features, self.group_kernel_size, self.group, self.hidden)(h, g1, g2_inv)
     h = nn.gelu(nn.LayerNorm(reduction_axes=-2, feature_axes=-2)(h))
     return nn.Dense(self.num_classes)(h.max(axis=(1, 2, 4)))
 
@@ -305,14 +307,15 @@ class PlainCNN(nn.Module):
   num_classes: int = 10
   features: int = 16
   kernel_size: int = 5
+  second_kernel_size: int = 5
 
   @nn.compact
   def __call__(self, images: jax.Array, key: jax.Array | None = None) -> jax.Array:
     del key
-    k = (self.kernel_size, self.kernel_size)
-    h = nn.gelu(nn.LayerNorm()(nn.Conv(self.features, k, padding="VALID")(images)))
+    k1, k2 = (self.kernel_size,) * 2, (self.second_kernel_size,) * 2
+    h = nn.gelu(nn.LayerNorm()(nn.Conv(self.features, k1, padding="VALID")(images)))
     h = nn.max_pool(h, (2, 2), (2, 2))
-    h = nn.gelu(nn.LayerNorm()(nn.Conv(self.features, k, padding="SAME")(h)))
+    h = nn.gelu(nn.LayerNorm()(nn.Conv(self.features, k2, padding="SAME")(h)))
     return nn.Dense(self.num_classes)(h.max(axis=(1, 2)))
 
 

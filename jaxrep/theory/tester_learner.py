@@ -17,8 +17,9 @@ whose gradient ∇L_σ(w) = −E[ℓ'_σ(−y⟨w,x⟩) y x] only sees the band
 candidate list, and the output ŵ is the candidate with the least empirical
 0-1 error on a fresh split.
 
-Testers (run on the fresh split, so under the target distribution every null
-below is exact for the data-dependent ŵ, except the label-aware one):
+Testers (on the second split; ŵ comes from PSGD on the first split and the
+second only chooses among its iterates, so under the target distribution the
+label-free nulls below hold for ŵ up to that choice):
 
 * T1 — global moment matching: all orthonormal Hermite moments of x of degree
   1 … k vanish (``jaxrep.stats.moments``; Gollakota–Klivans–Kothari 2023).

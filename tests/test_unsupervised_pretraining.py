@@ -1,0 +1,165 @@
+"""Unsupervised pretraining: PPCA MLE vs scikit-learn and vs gradient ascent,
+posterior features, exact excess risk vs Monte Carlo, ridge LOO vs brute force,
+EM vs scikit-learn, logistic regression vs scikit-learn, and a smoke test."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.mixture import GaussianMixture
+
+from jaxrep.core import experiment
+from jaxrep.theory import unsupervised_pretraining as up
+
+
+def _factor_model(key, d=8, r=2, mean=0.3):
+  k1, k2 = jax.random.split(key)
+  return up.FactorModel(jax.random.normal(k1, (d, r)), jnp.full((d,), mean), 0.8,
+                        jax.random.normal(k2, (r,)), 0.5)
+
+
+def test_ppca_matches_sklearn_probabilistic_pca():
+  with jax.enable_x64(True):
+    model = _factor_model(jax.random.PRNGKey(0), d=12, r=3)
+    x, _ = up.factor_sample(jax.random.PRNGKey(1), model, 800)
+    params = up.ppca_fit(x, 3)
+    reference = PCA(n_components=3).fit(np.asarray(x))
+    cov = params.loadings @ params.loadings.T + params.noise_var * jnp.eye(12)
+    # scikit-learn estimates with 1/(m − 1), the MLE with 1/m
+    np.testing.assert_allclose(cov, reference.get_covariance() * 799 / 800, atol=1e-10)
+    np.testing.assert_allclose(up.ppca_log_likelihood(params, x) / 800,
+                               reference.score(np.asarray(x)), rtol=1e-5)
+
+
+def test_ppca_closed_form_is_the_maximum_likelihood():
+  with jax.enable_x64(True):
+    model = _factor_model(jax.random.PRNGKey(2))
+    x, _ = up.factor_sample(jax.random.PRNGKey(3), model, 500)
+    closed = up.ppca_fit(x, 2)
+    best = up.ppca_log_likelihood(closed, x)
+
+    def neg_ll(p):
+      return -up.ppca_log_likelihood(up.PPCA(p["w"], p["mu"], jnp.exp(p["log_var"])), x) / 500
+
+    # stationarity of the closed form
+    grads = jax.grad(neg_ll)({"w": closed.loadings, "mu": closed.mean,
+                              "log_var": jnp.log(closed.noise_var)})
+    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree_util.tree_leaves(grads)) < 1e-8
+    # gradient ascent from a random start reaches the same likelihood
+    params = {"w": 0.1 * jax.random.normal(jax.random.PRNGKey(4), (8, 2), dtype=jnp.float64),
+              "mu": jnp.zeros(8), "log_var": jnp.zeros(())}
+    optimizer = optax.adam(0.02)
+
+    @jax.jit
+    def run(params):
+      def step(carry, _):
+        p, s = carry
+        updates, s = optimizer.update(jax.grad(neg_ll)(p), s, p)
+        return (optax.apply_updates(p, updates), s), None
+      return jax.lax.scan(step, (params, optimizer.init(params)), None, 3000)[0][0]
+
+    fitted = -500 * neg_ll(run(params))
+    assert float(fitted) <= float(best) + 1e-6
+    np.testing.assert_allclose(fitted, best, rtol=1e-4)
+
+
+def test_posterior_map_is_the_gaussian_conditional_mean():
+  with jax.enable_x64(True):
+    params = up.ppca_fit(up.factor_sample(jax.random.PRNGKey(5), _factor_model(
+        jax.random.PRNGKey(6)), 300)[0], 2)
+    w, s2 = params.loadings, params.noise_var
+    # E[z | x] = Cov(z, x) Σ_x⁻¹ (x − μ) = Wᵀ (WWᵀ + σ²I)⁻¹ (x − μ)
+    direct = jnp.linalg.solve(w @ w.T + s2 * jnp.eye(8), w).T
+    np.testing.assert_allclose(up.ppca_posterior_map(params).T, direct, atol=1e-10)
+
+
+def test_exact_excess_risk_matches_monte_carlo():
+  model = _factor_model(jax.random.PRNGKey(7))
+  x, y = up.factor_sample(jax.random.PRNGKey(8), model, 40)
+  theta, offset = up.min_norm_predictor(x, y)
+  xt, yt = up.factor_sample(jax.random.PRNGKey(9), model, 400000)
+  star = up.factor_optimal_predictor(model)
+  risk = jnp.mean((xt @ theta + offset - yt) ** 2)
+  bayes = jnp.mean(((xt - model.mean) @ star - yt) ** 2)
+  np.testing.assert_allclose(up.factor_bayes_risk(model), bayes, rtol=0.01)
+  np.testing.assert_allclose(up.factor_excess_risk(model, theta, offset), risk - bayes,
+                             rtol=0.03, atol=0.003)
+
+
+def test_ridge_loo_matches_brute_force_and_sklearn():
+  with jax.enable_x64(True):
+    model = _factor_model(jax.random.PRNGKey(10), d=15, r=2)
+    x, y = up.factor_sample(jax.random.PRNGKey(11), model, 25)
+    penalties = jnp.asarray([1e-3, 0.1, 1.0, 10.0, 100.0])   # n < d: 1e-3 ≈ interpolation
+    xn, yn = np.asarray(x), np.asarray(y)
+    brute = []
+    for lam in np.asarray(penalties):       # refit (with its own intercept) without point i
+      errors = []
+      for i in range(25):
+        keep = np.arange(25) != i
+        model_i = Ridge(alpha=float(lam)).fit(xn[keep], yn[keep])
+        errors.append((yn[i] - model_i.predict(xn[i:i + 1])[0]) ** 2)
+      brute.append(np.mean(errors))
+    np.testing.assert_allclose(up.ridge_loo_errors(x, y, penalties), brute, rtol=1e-6)
+    theta, offset, lam = up.ridge_loo_predictor(x, y, penalties)
+    reference = Ridge(alpha=float(lam)).fit(np.asarray(x), np.asarray(y))
+    np.testing.assert_allclose(theta, reference.coef_, atol=1e-8)
+    np.testing.assert_allclose(offset, reference.intercept_, atol=1e-8)
+
+
+def _mixture(key, d=5, k=3):
+  means = 3.0 * jnp.linalg.qr(jax.random.normal(key, (d, k)))[0].T
+  return up.Mixture(jnp.asarray([0.5, 0.3, 0.2]), means, jnp.asarray(1.0))
+
+
+def test_em_matches_sklearn_and_increases_likelihood():
+  with jax.enable_x64(True):
+    truth = _mixture(jax.random.PRNGKey(12))
+    x, _, _ = up.mixture_sample(jax.random.PRNGKey(13), truth, jnp.zeros(3), 2000)
+    fit = up.em_fit(jax.random.PRNGKey(14), x, 3, 100, 3)
+    reference = GaussianMixture(3, covariance_type="spherical", n_init=4, random_state=0,
+                                tol=1e-10, max_iter=500).fit(np.asarray(x))
+    order = [int(np.argmin(np.linalg.norm(reference.means_ - m, axis=1))) for m in fit.means]
+    assert sorted(order) == [0, 1, 2]
+    np.testing.assert_allclose(fit.means, reference.means_[order], atol=0.02)
+    np.testing.assert_allclose(fit.weights, reference.weights_[order], atol=0.005)
+    # shared variance: the weighted mean of the per-component variances
+    np.testing.assert_allclose(fit.variance, reference.weights_ @ reference.covariances_,
+                               rtol=0.01)
+    values, mixture = [], up.Mixture(jnp.ones(3) / 3, x[:3], jnp.asarray(2.0))
+    for _ in range(15):
+      values.append(float(up.mixture_log_likelihood(mixture, x)))
+      mixture = up.em_step(mixture, x)
+    assert np.all(np.diff(values) >= -1e-8)
+
+
+def test_logistic_fit_matches_sklearn():
+  with jax.enable_x64(True):
+    key = jax.random.PRNGKey(15)
+    x = jax.random.normal(key, (200, 4))
+    y = (jax.random.uniform(jax.random.fold_in(key, 1), (200,)) <
+         jax.nn.sigmoid(x @ jnp.asarray([1.0, -2.0, 0.5, 0.0]) + 0.3)).astype(jnp.int32)
+    l2 = 0.05
+    w = up.logistic_fit(x, y, l2)
+    reference = LogisticRegression(C=1 / (200 * l2), tol=1e-12, max_iter=10000).fit(
+        np.asarray(x), np.asarray(y))
+    np.testing.assert_allclose(w[:-1], reference.coef_[0], atol=1e-6)
+    np.testing.assert_allclose(w[-1], reference.intercept_[0], atol=1e-6)
+    assert float(up.bernoulli_kl(jnp.asarray(0.3), jnp.asarray(0.3))) < 1e-12
+    assert float(jnp.min(up.bernoulli_kl(jnp.linspace(0, 1, 11)[:, None],
+                                         jnp.linspace(0.05, 0.95, 7)[None]))) >= -1e-12
+
+
+def test_quick_mode_smoke(tmp_path):
+  from experiments import unsupervised_pretraining
+  payload = experiment.execute(unsupervised_pretraining.EXPERIMENT, str(tmp_path), quick=True,
+                               data_dir=str(tmp_path / "data"), verbose=False)
+  assert os.path.exists(tmp_path / "results.json") and os.path.exists(tmp_path / "figure.png")
+  stored = json.load(open(tmp_path / "results.json"))
+  assert stored["passed"] is None and payload["passed"] is None
+  for stats in stored["measured"].values():
+    assert np.isfinite(stats["mean"])
