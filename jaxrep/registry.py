@@ -387,6 +387,7 @@ _BY_EXPERIMENT: dict[str, Paper] = {p.experiment: p for p in PAPERS if p.experim
 # Outcome of each experiment's default-config run (2026-11-26, 2 CPU cores):
 # "reproduced" = the claim held, "failed" = measured and it did not hold.
 MEASURED_STATUS = {
+    "causal_de_finetti": "reproduced",
     "frame_averaging": "reproduced",
     "interaction_basis": "reproduced",
     "ood_unlabeled": "reproduced",
