@@ -380,10 +380,6 @@ PAPERS: tuple[Paper, ...] = (
           "few-shot and test-time adaptation."),
 )
 
-_BY_ID: dict[str, Paper] = {p.id: p for p in PAPERS}
-_BY_EXPERIMENT: dict[str, Paper] = {p.experiment: p for p in PAPERS if p.experiment}
-
-
 # Outcome of each experiment's default-config run (2026-11-26, 2 CPU cores):
 # "reproduced" = the claim held, "failed" = measured and it did not hold.
 MEASURED_STATUS = {
@@ -401,6 +397,9 @@ MEASURED_STATUS = {
 }
 PAPERS = tuple(dataclasses.replace(p, status=MEASURED_STATUS.get(p.id, p.status))
                for p in PAPERS)
+
+_BY_ID: dict[str, Paper] = {p.id: p for p in PAPERS}
+_BY_EXPERIMENT: dict[str, Paper] = {p.experiment: p for p in PAPERS if p.experiment}
 
 
 def get(paper_id: str) -> Paper:
