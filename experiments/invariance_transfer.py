@@ -58,7 +58,6 @@ CLAIM = ("Pretraining under the target task's transformations gains ≥ 10 linea
 MIN_MATCHED_GAIN = 10.0   # accuracy points
 PRETRAINED = ("matched", "mismatched", "mismatched_4x_data", "mismatched_2x_width")
 ENCODERS = PRETRAINED + ("random_init",)
-CHUNK = 500
 
 
 class PatchConv2D(nn.Module):
@@ -127,6 +126,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_pairs = 500
   c.num_pretrain_test = 500
   c.probe_l2 = 1e-4
+  c.render_chunk = 500
   return c
 
 
@@ -140,6 +140,8 @@ def quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.num_test = 100
   c.num_pairs = 50
   c.num_pretrain_test = 50
+  c.width_multiplier = 1     # the 2×-width encoder reuses the compiled base-width program
+  c.render_chunk = 100
   return c
 
 
@@ -168,20 +170,19 @@ def draw_transform_sets(seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
 _render = jax.jit(t2d.render_batch)
 
 
-def render(key, prototypes, names, labels, transform_key=None):
-  """Images for ``labels`` in chunks of CHUNK: one compiled program serves every
-  size and transformation set. ``transform_key`` (default: from ``key``) lets
+def render(key, prototypes, names, labels, chunk_size, transform_key=None):
+  """Images for ``labels`` in chunks of ``chunk_size``: one compiled program serves
+  every size and transformation set. ``transform_key`` (default: from ``key``) lets
   two calls share backgrounds and differ only in the transformations."""
   background_key, default_transform_key = jax.random.split(key)
   transform_key = default_transform_key if transform_key is None else transform_key
   active = t2d.transform_mask(names)
   labels = np.asarray(labels)
   pieces = []
-  for start in range(0, len(labels), CHUNK):
-    chunk = labels[start:start + CHUNK]
-    padded = jnp.asarray(np.pad(chunk, (0, CHUNK - len(chunk))))
-    images = _render(jax.random.fold_in(background_key, start),
-                     jax.random.fold_in(transform_key, start), prototypes, active, padded)
+  for start in range(0, len(labels), chunk_size):
+    chunk = labels[start:start + chunk_size]
+    padded = jnp.asarray(np.pad(chunk, (0, chunk_size - len(chunk))))
+    images = _render(background_key, transform_key, prototypes, active, padded, start)
     pieces.append(np.asarray(images)[:len(chunk)])
   return np.concatenate(pieces)
 
@@ -194,8 +195,9 @@ def make_seed_data(key: jax.Array, seed: int, c) -> dict:
   prototypes = t2d.random_prototypes(k_proto, k + t, c.image_size)
   big = c.num_pretrain * c.data_multiplier
   pre_labels = np.arange(big) % k
-  x_a = render(k_a, prototypes, target_set, pre_labels[:c.num_pretrain])
-  x_b = render(k_b, prototypes, disjoint_set, pre_labels)
+  chunk = c.render_chunk
+  x_a = render(k_a, prototypes, target_set, pre_labels[:c.num_pretrain], chunk)
+  x_b = render(k_b, prototypes, disjoint_set, pre_labels, chunk)
   pad = np.zeros((big - c.num_pretrain,) + x_a.shape[1:], x_a.dtype)
   test_labels = np.arange(c.num_pretrain_test) % k
   tr_labels = np.arange(c.shots * t) % t
@@ -203,14 +205,14 @@ def make_seed_data(key: jax.Array, seed: int, c) -> dict:
   pair_labels = np.arange(c.num_pairs) % t
   return {
       "x_matched": np.concatenate([x_a, pad]), "x_mismatched": x_b, "y_pretrain": pre_labels,
-      "x_pretest_matched": render(k_pre_test, prototypes, target_set, test_labels),
-      "x_pretest_mismatched": render(k_pre_test, prototypes, disjoint_set, test_labels),
+      "x_pretest_matched": render(k_pre_test, prototypes, target_set, test_labels, chunk),
+      "x_pretest_mismatched": render(k_pre_test, prototypes, disjoint_set, test_labels, chunk),
       "y_pretest": test_labels,
-      "x_target_train": render(k_tr, prototypes, target_set, tr_labels + k),
+      "x_target_train": render(k_tr, prototypes, target_set, tr_labels + k, chunk),
       "y_target_train": tr_labels,
-      "x_target_test": render(k_te, prototypes, target_set, te_labels + k),
+      "x_target_test": render(k_te, prototypes, target_set, te_labels + k, chunk),
       "y_target_test": te_labels,
-      "pairs": tuple(render(k_pairs, prototypes, target_set, pair_labels + k,
+      "pairs": tuple(render(k_pairs, prototypes, target_set, pair_labels + k, chunk,
                             transform_key=jax.random.fold_in(k_pairs, j)) for j in (1, 2)),
       "target_set": target_set, "disjoint_set": disjoint_set,
   }

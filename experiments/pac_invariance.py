@@ -170,7 +170,7 @@ def plot(c, ts, rates, fits):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="pac_invariance", claim=CLAIM, get_config=get_config, run=run, quick=quick,
-    validate=validate, runtime_s=120,
+    validate=validate, runtime_s=60,
     headline=("slope_d10", "slope_d100", "violation_d100_T100", "violation_excess_dmax_vs_dmin"))
 
 if __name__ == "__main__":

@@ -252,11 +252,12 @@ def plot(c, results):
       axes[0].scatter(np.full(values.shape, x), values, color="k", s=10, zorder=3)
     axes[1].plot(results[kind]["curve"].mean(0), label=labels[kind])
   axes[0].set_xticks(range(len(MODELS)), [labels[k] for k in MODELS])
-  axes[0].set(ylabel="test accuracy (%)", ylim=(0, 100),
+  axes[0].set(ylabel="test accuracy (%)", ylim=(0, 118),
               title=f"{c.num_classes} primitives, {c.num_seeds} seeds")
   axes[1].set(xlabel="step", ylabel="training loss (batch)", yscale="log", title="training")
+  axes[0].legend(loc="upper center", ncol=2)
+  axes[1].legend()
   for ax in axes:
-    ax.legend()
     ax.grid(alpha=0.3)
   return fig
 

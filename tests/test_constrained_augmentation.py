@@ -89,14 +89,15 @@ def test_zero_multiplier_without_dual_ascent_is_erm():
 
     pd = ca.primal_dual_loss(model.apply, margin=0.0, dual_lr=0.0, num_mh_steps=2)
     erm_state = train.init_train_state(params, optimizer, jax.random.PRNGKey(2))
-    erm_state, _ = train.scan_steps(train.make_train_step(erm, optimizer, jit=False),
-                                    erm_state, lambda i: batch, 5)
+    erm_state, _ = jax.jit(lambda st: train.scan_steps(
+        train.make_train_step(erm, optimizer, jit=False), st, lambda i: batch, 5))(erm_state)
     pd_step = train.make_train_step(pd, optimizer, has_model_state=True, jit=False)
+    run_pd = jax.jit(lambda st: train.scan_steps(pd_step, st, lambda i: batch, 5))
     runs = {}
     for init in (0.0, 1.0):
       state = train.init_train_state(params, optimizer, jax.random.PRNGKey(2),
                                      model_state=jnp.asarray(init))
-      runs[init], metrics = train.scan_steps(pd_step, state, lambda i: batch, 5)
+      runs[init], metrics = run_pd(state)
       assert np.all(np.asarray(metrics["constraint_loss"]) > 0)
     assert float(runs[0.0].model_state) == 0.0
     for a, b in zip(jax.tree_util.tree_leaves(erm_state.params),
@@ -115,14 +116,15 @@ def test_primal_gradient_and_dual_update():
     x = x.astype(jnp.float64)
     rng, dual = jax.random.PRNGKey(3), jnp.array(0.7)
     pd = ca.primal_dual_loss(model.apply, margin=0.2, dual_lr=0.05, num_mh_steps=1)
-    grads, (metrics, new_dual) = jax.grad(pd, has_aux=True)(params, (x, y), rng, dual)
+    grads, (metrics, new_dual) = jax.jit(jax.grad(pd, has_aux=True))(params, (x, y), rng, dual)
     # the MH sample, regenerated with the same key, fixes the reference objective
     propose = lambda k: ca.augment_batch(k, x)
     weight = lambda s: ca.per_example_cross_entropy(model.apply, params, s[0], y)
-    (x_mh, _), _, _ = ca.independent_metropolis_hastings(rng, propose, weight, 1)
+    (x_mh, _), _, _ = jax.jit(
+        lambda k: ca.independent_metropolis_hastings(k, propose, weight, 1))(rng)
     reference = lambda p: (ca.per_example_cross_entropy(model.apply, p, x, y).mean()
                            + 0.7 * ca.per_example_cross_entropy(model.apply, p, x_mh, y).mean())
-    expected = jax.grad(reference)(params)
+    expected = jax.jit(jax.grad(reference))(params)
     for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected)):
       np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     constraint = ca.per_example_cross_entropy(model.apply, params, x_mh, y).mean()

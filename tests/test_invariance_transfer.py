@@ -27,7 +27,7 @@ class CircularConvPool(nn.Module):
 
 
 _sample = jax.jit(t2d.sample_transforms2d, static_argnums=3)
-_pairs = jax.jit(t2d.sample_transform_pairs, static_argnums=3)
+_render = jax.jit(t2d.render_batch)
 _apply = jax.jit(t2d.apply_transforms)
 PROTOTYPES = t2d.random_prototypes(jax.random.PRNGKey(0), 3, 16)
 
@@ -87,16 +87,21 @@ def test_generator_is_a_pure_function_of_the_key():
 
 
 def test_pairs_share_object_and_background_and_differ_only_by_the_transformation():
-  protos = PROTOTYPES
-  none = t2d.transform_mask(())
-  a, b, _ = _pairs(jax.random.PRNGKey(3), protos, none, 6)
+  labels = jnp.arange(6) % 3
+  k_bg, k_1, k_2 = jax.random.split(jax.random.PRNGKey(3), 3)
+  none, hue = t2d.transform_mask(()), t2d.transform_mask(("hue",))
+  a = _render(k_bg, k_1, PROTOTYPES, none, labels)
+  b = _render(k_bg, k_2, PROTOTYPES, none, labels)
   np.testing.assert_array_equal(a, b)        # no transformation: identical images
-  hue = t2d.transform_mask(("hue",))
-  a, b, _ = _pairs(jax.random.PRNGKey(3), protos, hue, 6)
-  alpha = np.asarray(protos[np.arange(6) % 3, ..., 3])
+  a = _render(k_bg, k_1, PROTOTYPES, hue, labels)
+  b = _render(k_bg, k_2, PROTOTYPES, hue, labels)
+  alpha = np.asarray(PROTOTYPES[labels, ..., 3])
   diff = np.abs(np.asarray(a) - np.asarray(b)).max(-1)
   assert np.all(diff <= alpha + 1e-6)        # |Δ| = α·|Δrgb| ≤ α: backgrounds agree
   assert diff.max() > 0.05
+  # rendering in chunks (with first_index) gives the same images
+  shifted = _render(k_bg, k_1, PROTOTYPES, hue, jnp.roll(labels, -3), 3)
+  np.testing.assert_allclose(shifted[:3], a[3:], atol=1e-6)
 
 
 def test_transformations_match_their_definitions():

@@ -1,1 +1,3 @@
-"""Causal representation learning and causal discovery (pac_invariance, de_finetti, rep4ex, ...)."""
+"""Causal representation learning and causal discovery: PAC invariance (pac_invariance),
+causal de Finetti (de_finetti), Rep4Ex (rep4ex), robust self-supervised training with
+out-of-domain unlabeled data (robust_self_supervised)."""

@@ -273,14 +273,16 @@ def render(key: jax.Array, prototype: jax.Array, background: jax.Array,
 
 
 def render_batch(background_key: jax.Array, transform_key: jax.Array, prototypes: jax.Array,
-                 active: jax.Array, labels: jax.Array) -> jax.Array:
-  """Images (n, S, S, 3) of the objects ``prototypes[labels]``, example i on the
-  background from ``fold_in(background_key, i)`` under a draw of the
-  transformations in ``active`` from ``fold_in(transform_key, i)``. Two calls
-  with the same background key and labels but different transform keys give
-  pairs that differ only in the transformation."""
+                 active: jax.Array, labels: jax.Array, first_index: int | jax.Array = 0
+                 ) -> jax.Array:
+  """Images (n, S, S, 3) of the objects ``prototypes[labels]``: example i (global
+  index first_index + i) on the background from ``fold_in(background_key,
+  index)`` under a draw of the transformations in ``active`` from
+  ``fold_in(transform_key, index)``, so a large set can be rendered in chunks
+  with the same result. Two calls with the same background key and labels but
+  different transform keys give pairs that differ only in the transformation."""
   size, num = prototypes.shape[1], labels.shape[0]
-  index = jnp.arange(num)
+  index = first_index + jnp.arange(num)
 
   def one(i, label):
     background = random_background(jax.random.fold_in(background_key, i), size)
