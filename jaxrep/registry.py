@@ -387,6 +387,8 @@ MEASURED_STATUS = {
     "frame_averaging": "reproduced",
     "interaction_basis": "reproduced",
     "ood_unlabeled": "reproduced",
+    "pac_invariance": "reproduced",
+    "rep4ex": "reproduced",
     "unsupervised_pretraining": "reproduced",
     "dsimplex_compatibility": "failed",
     "relative_representations": "failed",

@@ -207,13 +207,14 @@ class LiftingConv(nn.Module):
   kernel_size: int
   group: GroupName = "sl2"
   hidden: int = 32
+  w0: float = 10.0
 
   @nn.compact
   def __call__(self, images: jax.Array, g_inv: jax.Array) -> jax.Array:
     chex.assert_rank(images, 4)
     k, c, n = self.kernel_size, images.shape[-1], g_inv.shape[0]
     points = jnp.einsum("nij,abj->nabi", g_inv, kernel_offsets(k))          # (N,K,K,2)
-    kappa = Siren(c * self.features, fan_in=c * k * k, hidden=self.hidden)(points)
+    kappa = Siren(c * self.features, fan_in=c * k * k, hidden=self.hidden, w0=self.w0)(points)
     kappa = kappa * _mask(points, self.group)[..., None]
     if self.group == "gl2":
       kappa = kappa * jnp.abs(jnp.linalg.det(g_inv))[:, None, None, None]
@@ -235,6 +236,7 @@ class GroupConv(nn.Module):
   kernel_size: int
   group: GroupName = "sl2"
   hidden: int = 32
+  w0: float = 10.0
 
   @nn.compact
   def __call__(self, x: jax.Array, g_in: jax.Array, g_out_inv: jax.Array) -> jax.Array:
@@ -248,7 +250,8 @@ class GroupConv(nn.Module):
         jnp.broadcast_to(points[:, None], (n_out, n_in, k, k, 2)),
         jnp.broadcast_to(coords[:, :, None, None], (n_out, n_in, k, k, coords.shape[-1]))],
         axis=-1)
-    kappa = Siren(c * self.features, fan_in=c * n_in * k * k, hidden=self.hidden)(inputs)
+    kappa = Siren(c * self.features, fan_in=c * n_in * k * k, hidden=self.hidden,
+                  w0=self.w0)(inputs)
     kappa = kappa * _mask(points, self.group)[:, None, :, :, None]
     if self.group == "gl2":
       kappa = kappa / jnp.abs(jnp.linalg.det(g_in))[None, :, None, None, None]
@@ -283,6 +286,7 @@ class AffineGroupCNN(nn.Module):
   group: GroupName = "sl2"
   spd_var: float = 0.1
   hidden: int = 32
+  siren_w0: float = 10.0
 
   def samples(self, key: jax.Array):
     key1, key2 = jax.random.split(key)
@@ -292,10 +296,12 @@ class AffineGroupCNN(nn.Module):
   @nn.compact
   def __call__(self, images: jax.Array, key: jax.Array | None = None, samples=None) -> jax.Array:
     (g1, g1_inv), (_, g2_inv) = self.samples(key) if samples is None else samples
-    h = LiftingConv(self.features, self.kernel_size, self.group, self.hidden)(images, g1_inv)
+    h = LiftingConv(self.features, self.kernel_size, self.group, self.hidden,
+                    self.siren_w0)(images, g1_inv)
     h = nn.gelu(nn.LayerNorm(reduction_axes=-2, feature_axes=-2)(h))
     h = group_max_pool_2x2(h)
-    h = GroupConv(self.features, self.group_kernel_size, self.group, self.hidden)(h, g1, g2_inv)
+    h = GroupConv(self.features, self.group_kernel_size, self.group, self.hidden,
+                  self.siren_w0)(h, g1, g2_inv)
     h = nn.gelu(nn.LayerNorm(reduction_axes=-2, feature_axes=-2)(h))
     return nn.Dense(self.num_classes)(h.max(axis=(1, 2, 4)))
 
