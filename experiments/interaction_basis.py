@@ -6,8 +6,8 @@ Jacobians) of ApolloResearch/rib.
 
 Command:   jaxrep run interaction_basis --workdir runs/interaction_basis
            (= python -m experiments.interaction_basis --workdir=runs/interaction_basis)
-Runtime:   7.4 min measured on 2 CPU cores shared with other jobs (load ≈ 15);
-           less when the cores are free (quick mode: ~20 s).
+Runtime:   5.0 min measured on 2 CPU cores shared with other jobs (load ≈ 20;
+           86 s of CPU time); quick mode: ~20 s of CPU time.
 Expected:  on every hidden layer, the interaction basis of the network with
            injected duplicated, dead (and unused) units has exactly as many
            non-degenerate directions as the original network's true rank; the
@@ -358,7 +358,7 @@ def plot(results, c):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="interaction_basis", claim=CLAIM, get_config=get_config, run=run, quick=quick,
-    validate=validate, runtime_s=445,
+    validate=validate, runtime_s=300,
     headline=("kstar_interaction_mnist1d_L1", "kstar_pca_mnist1d_L1",
               "kstar_interaction_modadd_L1", "kstar_pca_modadd_L1"))
 
