@@ -36,15 +36,16 @@ def main() -> None:
   parts = []
   for kind in locality.KINDS:
     lrs = jnp.asarray(config.learning_rates[kind], jnp.float32)
-    static = dict(kind=kind, k=args.k, d=args.d, n=args.n, c=frozen)
+    sizes = jnp.asarray([args.n])
+    static = dict(kind=kind, k=args.k, d=args.d, n_pad=args.n, c=frozen)
     start = time.perf_counter()
-    compiled = dsd._train_grid.lower(keys, lrs, **static).compile()
+    compiled = dsd._train_grid.lower(keys, lrs, sizes, **static).compile()
     compile_s = time.perf_counter() - start
-    jax.block_until_ready(compiled(keys, lrs))
+    jax.block_until_ready(compiled(keys, lrs, sizes))
     runs = []
     for _ in range(args.repeats):
       start = time.perf_counter()
-      jax.block_until_ready(compiled(keys, lrs))
+      jax.block_until_ready(compiled(keys, lrs, sizes))
       runs.append(time.perf_counter() - start)
     run_s = min(runs)
     trainings = config.num_seeds * len(config.learning_rates[kind])

@@ -46,6 +46,7 @@ import optax
 from jaxrep import data
 from jaxrep.core import experiment, train
 from jaxrep.core.evaluate import accuracy
+from jaxrep.nn import PatchConv1D
 from jaxrep.symmetry import constrained_augmentation as ca
 
 CLAIM = ("On MNIST-1D with 1,000 training signals, primal-dual augmentation with "
@@ -54,25 +55,6 @@ CLAIM = ("On MNIST-1D with 1,000 training signals, primal-dual augmentation with
 MIN_GAIN_OVER_UNIFORM = 1.0   # accuracy points
 METHODS = ("erm", "uniform", "pd", "pd_loose")
 OFFICIAL_DUAL_BUDGET = 1e-4 * 200 * 391
-
-
-class PatchConv1D(nn.Module):
-  """A 1-D convolution written as unfold + matmul: out[j] = W·[x_pad[s·j + i]]_{i<k} + b
-  with k//2 zeros of padding each side. The same map as ``nn.Conv``; XLA's CPU
-  convolution is ~100× slower for these tiny shapes and worse under vmap."""
-
-  features: int
-  kernel: int
-  stride: int = 1
-
-  @nn.compact
-  def __call__(self, h: jax.Array) -> jax.Array:
-    pad = self.kernel // 2
-    out_len = -(-h.shape[-2] // self.stride)
-    padded = jnp.pad(h, ((0, 0), (pad, pad), (0, 0)))
-    patches = jnp.concatenate(
-        [padded[:, i:i + self.stride * out_len:self.stride] for i in range(self.kernel)], -1)
-    return nn.Dense(self.features)(patches)
 
 
 class ConvNet1D(nn.Module):

@@ -157,27 +157,12 @@ def train_networks(task: str, c, seed_keys, x, y, num_classes):
   full_batch = task == "modadd"
   optimizer = optax.adam(c.modadd_learning_rate if full_batch else c.mnist1d_learning_rate)
   steps = c.modadd_steps if full_batch else c.mnist1d_steps
+  batch_size = None if full_batch else c.mnist1d_batch_size
   x, y = jnp.asarray(x), jnp.asarray(y)
 
-  def loss_fn(params, batch, rng):
-    del rng
-    logits = model.apply(params, batch[0])
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean()
-    return loss, {"accuracy": accuracy(logits, batch[1])}
-
   def one(key):
-    key_init, key_batches = jax.random.split(key)
-    state = train.init_train_state(model.init(key_init, x[:1]), optimizer, key_init)
-    step = train.make_train_step(loss_fn, optimizer, jit=False)
-
-    def batch_fn(i):
-      if full_batch:
-        return x, y
-      idx = jax.random.choice(jax.random.fold_in(key_batches, i), x.shape[0],
-                              (c.mnist1d_batch_size,), replace=False)
-      return x[idx], y[idx]
-
-    state, _ = train.scan_steps(step, state, batch_fn, steps)
+    state, _ = train.fit_classifier(key, model.init, model.apply, optimizer, x, y,
+                                    num_steps=steps, batch_size=batch_size)
     return state.params
 
   return jax.jit(jax.vmap(one))(seed_keys)

@@ -50,6 +50,7 @@ import optax
 
 from jaxrep.core import experiment, train
 from jaxrep.core.evaluate import accuracy, logistic_probe_accuracy, standardize
+from jaxrep.nn import PatchConv2D
 from jaxrep.data import transforms2d as t2d
 from jaxrep.symmetry import invariance_transfer as inv
 
@@ -59,24 +60,6 @@ CLAIM = ("Pretraining under the target task's transformations gains ≥ 10 linea
 MIN_MATCHED_GAIN = 10.0   # accuracy points
 PRETRAINED = ("matched", "mismatched", "mismatched_4x_data", "mismatched_2x_width")
 ENCODERS = PRETRAINED + ("random_init",)
-
-
-class PatchConv2D(nn.Module):
-  """A 3×3 ("SAME", zero-padded) convolution written as unfold + matmul; the
-  same map as ``nn.Conv``, which is ~100× slower on CPU for these small shapes."""
-
-  features: int
-  stride: int = 1
-
-  @nn.compact
-  def __call__(self, h: jax.Array) -> jax.Array:
-    size_r, size_c = h.shape[1], h.shape[2]
-    out_r, out_c = -(-size_r // self.stride), -(-size_c // self.stride)
-    padded = jnp.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    s = self.stride
-    patches = jnp.concatenate([padded[:, i:i + s * out_r:s, j:j + s * out_c:s]
-                               for i in range(3) for j in range(3)], axis=-1)
-    return nn.Dense(self.features)(patches)
 
 
 class ConvEncoder(nn.Module):

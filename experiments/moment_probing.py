@@ -156,23 +156,10 @@ def pretrain(keys, x, y, *, c):
   model = _model(c, len(SOURCE_CLASSES))
   optimizer = optax.adamw(c.pretrain_learning_rate, weight_decay=c.weight_decay)
 
-  def loss_fn(params, batch, rng):
-    del rng
-    logits = model.apply(params, batch[0])
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean()
-    return ce, {"accuracy": accuracy(logits, batch[1])}
-
   def one(key):
-    key_init, key_batches = jax.random.split(key)
-    state = train.init_train_state(model.init(key_init, x[:1]), optimizer, key)
-    step = train.make_train_step(loss_fn, optimizer, jit=False)
-
-    def batch_fn(i):
-      idx = jax.random.choice(jax.random.fold_in(key_batches, i), x.shape[0],
-                              (c.pretrain_batch_size,), replace=False)
-      return x[idx], y[idx]
-
-    state, metrics = train.scan_steps(step, state, batch_fn, c.pretrain_steps)
+    state, metrics = train.fit_classifier(key, model.init, model.apply, optimizer, x, y,
+                                          num_steps=c.pretrain_steps,
+                                          batch_size=c.pretrain_batch_size)
     return state.params, metrics["accuracy"][-100:].mean()
 
   return jax.vmap(one)(keys)

@@ -120,25 +120,10 @@ def class_subset(ds, classes, mean, std):
 
 def train_models(model: EncoderClassifier, c, keys, x, y):
   """Params of one model per key (vmapped over the leading axis of ``keys``)."""
-  optimizer = optax.adam(c.learning_rate)
-
-  def loss_fn(params, batch, rng):
-    del rng
-    logits = model.apply(params, batch[0])
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean()
-    return loss, {"accuracy": accuracy(logits, batch[1])}
 
   def one(key):
-    key_init, key_batches = jax.random.split(key)
-    state = train.init_train_state(model.init(key_init, x[:1]), optimizer, key_init)
-    step = train.make_train_step(loss_fn, optimizer, jit=False)
-
-    def batch_fn(i):
-      idx = jax.random.choice(jax.random.fold_in(key_batches, i), x.shape[0],
-                              (c.batch_size,), replace=False)
-      return x[idx], y[idx]
-
-    state, _ = train.scan_steps(step, state, batch_fn, c.train_steps)
+    state, _ = train.fit_classifier(key, model.init, model.apply, optax.adam(c.learning_rate),
+                                    x, y, num_steps=c.train_steps, batch_size=c.batch_size)
     return state.params
 
   return jax.jit(jax.vmap(one))(keys)

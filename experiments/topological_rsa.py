@@ -134,26 +134,14 @@ def gt_grid(step: float) -> list[tuple[float, float]]:
 def train_networks(c, seed_keys, x, y) -> tuple[dict, np.ndarray]:
   """Params of every network (vmapped over seeds) and their full-batch train accuracy."""
   model = LayeredMLP(tuple(c.widths))
-  optimizer = optax.adam(c.learning_rate)
 
-  def loss_fn(params, batch, rng):
-    del rng
-    logits, _ = model.apply(params, batch[0])
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean()
-    return loss, {"accuracy": accuracy(logits, batch[1])}
+  def logits_fn(params, inputs):
+    return model.apply(params, inputs)[0]
 
   def one(key):
-    key_init, key_batches = jax.random.split(key)
-    state = train.init_train_state(model.init(key_init, x[:1]), optimizer, key_init)
-    step = train.make_train_step(loss_fn, optimizer, jit=False)
-
-    def batch_fn(i):
-      idx = jax.random.choice(jax.random.fold_in(key_batches, i), x.shape[0],
-                              (c.batch_size,), replace=False)
-      return x[idx], y[idx]
-
-    state, _ = train.scan_steps(step, state, batch_fn, c.train_steps)
-    return state.params, accuracy(model.apply(state.params, x)[0], y)
+    state, _ = train.fit_classifier(key, model.init, logits_fn, optax.adam(c.learning_rate),
+                                    x, y, num_steps=c.train_steps, batch_size=c.batch_size)
+    return state.params, accuracy(logits_fn(state.params, x), y)
 
   return jax.jit(jax.vmap(one))(seed_keys)
 

@@ -57,5 +57,8 @@ def test_bad_config_is_rejected_in_under_a_second(tmp_path, capsys, override):
 def test_budget_selection_respects_budget():
   ids = cli.implemented_ids()
   chosen = cli.select_within_budget(ids, 10**9)
-  assert chosen == ids
+  assert chosen[0] == cli.MAIN_PAPER and sorted(chosen) == sorted(ids)
   assert cli.select_within_budget(ids, 0.0) == []
+  default = cli.select_within_budget(ids, cli.DEFAULT_BUDGET_S)
+  assert default[0] == cli.MAIN_PAPER
+  assert sum(cli.load_experiment(i).runtime_s for i in default) <= cli.DEFAULT_BUDGET_S

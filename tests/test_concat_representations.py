@@ -2,8 +2,6 @@
 the ridge objective against NumPy/scikit-learn, monotonicity of the probe
 objective over subsets, and a quick-mode smoke test."""
 import itertools
-import json
-import os
 
 import flax.linen as nn
 import jax
@@ -12,7 +10,6 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from jaxrep.core import experiment
 from jaxrep.probe import concat_representations as cat
 
 N_MEMBERS, N, D_IN, D_OUT, K = 4, 60, 7, 3, 5
@@ -76,12 +73,7 @@ def test_probe_objective_of_cat_is_at_most_every_member_and_subset():
   assert full < single - 1e-3
 
 
-def test_quick_smoke(tmp_path):
+def test_quick_smoke(run_quick):
   from experiments import rich_representations
   with jax.enable_x64(False):
-    experiment.execute(rich_representations.EXPERIMENT, str(tmp_path), quick=True,
-                       data_dir=str(tmp_path / "data"), verbose=False)
-  results = json.loads((tmp_path / "results.json").read_text())
-  assert results["passed"] is None
-  assert all(np.isfinite(v["mean"]) for v in results["measured"].values())
-  assert os.path.exists(tmp_path / "figure.png")
+    run_quick(rich_representations.EXPERIMENT)

@@ -5,11 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 from scipy import stats
 
 from experiments import constrained_augmentation as ca_experiment
-from jaxrep.core import experiment, train
+from jaxrep.core import train
 from jaxrep.symmetry import constrained_augmentation as ca
 from jaxrep.symmetry import groups
 
@@ -162,14 +161,9 @@ def test_uniform_proposal_covers_ops_and_levels_uniformly():
   assert out.shape == (7, 40) and ops.shape == (7,)
 
 
-def test_quick_experiment(tmp_path):
-  payload = experiment.execute(ca_experiment.EXPERIMENT, str(tmp_path), quick=True,
-                               data_dir=str(tmp_path / "data"), verbose=False)
-  assert (tmp_path / "results.json").exists() and (tmp_path / "figure.png").exists()
-  assert payload["passed"] is None
-  for name, stats_ in payload["measured"].items():
-    assert np.isfinite(stats_["mean"]), name
-  assert payload["measured"]["final_dual_pd_loose"]["mean"] == 0.0
+def test_quick_experiment(run_quick):
+  results = run_quick(ca_experiment.EXPERIMENT)
+  assert results["measured"]["final_dual_pd_loose"]["mean"] == 0.0
 
 
 def test_patch_conv_equals_flax_conv():

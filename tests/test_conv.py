@@ -130,3 +130,21 @@ def test_vmaps_over_seeds():
     expected = reference(jax.tree_util.tree_map(lambda l, s=s: l[s], params))
     for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected)):
       assert _rel(a[s], b) <= 1e-4
+
+
+@pytest.mark.parametrize("kernel, stride, shape", [
+    ((5,), 1, (3, 17, 2)), ((3,), 2, (2, 16, 4)), ((3, 3), 1, (2, 9, 8, 3)),
+    ((3, 3), 2, (2, 9, 10, 5))])
+def test_patch_conv_matches_lax_convolution(kernel, stride, shape):
+  from jaxrep.nn import PatchConv1D, PatchConv2D
+  x = jax.random.normal(jax.random.PRNGKey(0), shape, jnp.float32)
+  layer = (PatchConv1D(6, kernel[0], stride) if len(kernel) == 1
+           else PatchConv2D(6, stride, kernel[0]))
+  params = layer.init(jax.random.PRNGKey(1), x)
+  dense = params["params"]["Dense_0"]
+  w = dense["kernel"].reshape(*kernel, shape[-1], 6)  # offsets row-major, channels fastest
+  pads = [(k // 2, k // 2) for k in kernel]
+  dims = ("NWC", "WIO", "NWC") if len(kernel) == 1 else ("NHWC", "HWIO", "NHWC")
+  expected = jax.lax.conv_general_dilated(x, w, (stride,) * len(kernel), pads,
+                                          dimension_numbers=dims) + dense["bias"]
+  np.testing.assert_allclose(layer.apply(params, x), expected, rtol=1e-5, atol=1e-5)

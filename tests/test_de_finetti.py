@@ -1,6 +1,4 @@
 """Causal de Finetti: the bivariate rule, its symmetry, the generator and the baseline."""
-import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +6,6 @@ import numpy as np
 import pytest
 
 from jaxrep.causal import de_finetti as df
-from jaxrep.core import experiment
 
 
 @pytest.mark.parametrize("p, expected", [
@@ -61,13 +58,6 @@ def test_rule_beats_chance_with_many_environments():
   assert float(jnp.mean(correct)) >= 0.6
 
 
-def test_quick_mode_smoke(tmp_path):
+def test_quick_mode_smoke(run_quick):
   from experiments import causal_de_finetti
-  payload = experiment.execute(causal_de_finetti.EXPERIMENT, str(tmp_path), quick=True,
-                               data_dir=str(tmp_path / "data"), verbose=False)
-  with open(os.path.join(tmp_path, "results.json")) as f:
-    stored = json.load(f)
-  assert stored["passed"] is None and payload["passed"] is None
-  assert os.path.exists(os.path.join(tmp_path, "figure.png"))
-  for name, stats in stored["measured"].items():
-    assert np.isfinite(stats["mean"]), name
+  run_quick(causal_de_finetti.EXPERIMENT)

@@ -1,8 +1,6 @@
 """d-simplex geometry, the HOC loss against Eq. 4 written out in NumPy, the
 identification / average-compatibility metrics against the official definitions,
 and a quick-mode smoke test."""
-import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +8,6 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from jaxrep.core import experiment
 from jaxrep.probe import dsimplex
 
 
@@ -148,13 +145,6 @@ def test_models_sharing_the_simplex_are_compatible_and_rotated_ones_are_not():
   assert matrix[2, 0] < matrix[0, 0] and matrix[2, 1] < matrix[1, 1]
 
 
-def test_quick_mode_smoke(tmp_path):
+def test_quick_mode_smoke(run_quick):
   from experiments import dsimplex_compatibility
-  payload = experiment.execute(dsimplex_compatibility.EXPERIMENT, str(tmp_path), quick=True,
-                               data_dir=str(tmp_path / "data"), verbose=False)
-  with open(os.path.join(tmp_path, "results.json")) as f:
-    stored = json.load(f)
-  assert stored["passed"] is None and payload["passed"] is None
-  assert os.path.exists(os.path.join(tmp_path, "figure.png"))
-  for name, stats in stored["measured"].items():
-    assert np.isfinite(stats["mean"]), name
+  run_quick(dsimplex_compatibility.EXPERIMENT)

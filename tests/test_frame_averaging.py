@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from experiments import frame_averaging as fa_experiment
-from jaxrep.core import experiment
 from jaxrep.data import nbody
 from jaxrep.symmetry import equivariance as eq
 from jaxrep.symmetry import frame_averaging as fa
@@ -190,11 +189,6 @@ def test_prediction_task_shapes_and_frames():
     nbody.nbody_prediction_task(jax.random.PRNGKey(0), 3, frame_in=2, frame_out=2)
 
 
-def test_quick_experiment(tmp_path):
-  payload = experiment.execute(fa_experiment.EXPERIMENT, str(tmp_path), quick=True,
-                               data_dir=str(tmp_path / "data"), verbose=False)
-  assert (tmp_path / "results.json").exists() and (tmp_path / "figure.png").exists()
-  assert payload["passed"] is None
-  for name, stats in payload["measured"].items():
-    assert np.isfinite(stats["mean"]), name
-  assert payload["measured"]["e3_error_fa_gnn"]["mean"] < 1e-4
+def test_quick_experiment(run_quick):
+  results = run_quick(fa_experiment.EXPERIMENT)
+  assert results["measured"]["e3_error_fa_gnn"]["mean"] < 1e-4

@@ -2,15 +2,12 @@
 control), the diagonal Grams it is defined by, finite-difference Jacobians, the
 count of non-degenerate directions vs a NumPy SVD rank, degeneracy injection,
 exact reconstruction, and a quick-mode smoke test."""
-import json
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrep.core import experiment
 from jaxrep.probe import interaction_basis as ib
 
 WIDTHS = (5, 9, 8, 4)  # input, hidden, hidden, output
@@ -188,12 +185,7 @@ def test_full_basis_reconstructs_and_ablation_runs_under_jit():
                                                 (node @ neurons.rotation).mean(0)), node)
 
 
-def test_quick_smoke(tmp_path):
+def test_quick_smoke(run_quick):
   from experiments import interaction_basis
   with jax.enable_x64(False):
-    experiment.execute(interaction_basis.EXPERIMENT, str(tmp_path), quick=True,
-                       data_dir=str(tmp_path / "data"), verbose=False)
-  results = json.loads((tmp_path / "results.json").read_text())
-  assert results["passed"] is None
-  assert all(np.isfinite(v["mean"]) for v in results["measured"].values())
-  assert os.path.exists(tmp_path / "figure.png")
+    run_quick(interaction_basis.EXPERIMENT)

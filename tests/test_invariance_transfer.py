@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from experiments import invariance_transfer as it_experiment
-from jaxrep.core import experiment
 from jaxrep.data import transforms2d as t2d
 from jaxrep.symmetry import groups
 from jaxrep.symmetry import invariance_transfer as inv
@@ -149,10 +148,5 @@ def test_patch_conv_equals_flax_conv():
     np.testing.assert_allclose(patch.apply(params, x), reference, atol=1e-5)
 
 
-def test_quick_experiment(tmp_path):
-  payload = experiment.execute(it_experiment.EXPERIMENT, str(tmp_path), quick=True,
-                               data_dir=str(tmp_path / "data"), verbose=False)
-  assert (tmp_path / "results.json").exists() and (tmp_path / "figure.png").exists()
-  assert payload["passed"] is None
-  for name, stats in payload["measured"].items():
-    assert np.isfinite(stats["mean"]), name
+def test_quick_experiment(run_quick):
+  run_quick(it_experiment.EXPERIMENT)

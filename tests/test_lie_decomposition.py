@@ -10,7 +10,6 @@ import scipy.linalg
 from scipy import stats
 
 from experiments import lie_decomposition as ld_experiment
-from jaxrep.core import experiment
 from jaxrep.symmetry import groups
 from jaxrep.symmetry import lie_decomposition as ld
 
@@ -180,10 +179,5 @@ def test_cnn_is_parameter_matched():
   assert actual == counts["cnn"]
 
 
-def test_quick_experiment(tmp_path):
-  payload = experiment.execute(ld_experiment.EXPERIMENT, str(tmp_path), quick=True,
-                               data_dir=str(tmp_path / "data"), verbose=False)
-  assert (tmp_path / "results.json").exists() and (tmp_path / "figure.png").exists()
-  assert payload["passed"] is None
-  for name, stats_ in payload["measured"].items():
-    assert np.isfinite(stats_["mean"]), name
+def test_quick_experiment(run_quick):
+  run_quick(ld_experiment.EXPERIMENT)

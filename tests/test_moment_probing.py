@@ -1,16 +1,12 @@
 """Moment probing: MHC³ against a NumPy transcription of the official head,
 token-permutation invariance, the exact reduction to half a linear probe, the
 covariance-task sampler, and a quick-mode smoke test."""
-import json
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from scipy import stats
 
-from jaxrep.core import experiment
 from jaxrep.probe import moment_probing as mp
 from jaxrep.symmetry import equivariance, groups
 
@@ -155,13 +151,6 @@ def test_gaussian_oracle_beats_chance_and_first_moment_is_uninformative():
   assert stats.f_oneway(*[m[:, 0] for m in by_class]).pvalue > 1e-3
 
 
-def test_quick_mode_smoke(tmp_path):
+def test_quick_mode_smoke(run_quick):
   from experiments import moment_probing as exp
-  payload = experiment.execute(exp.EXPERIMENT, str(tmp_path), quick=True,
-                               data_dir=str(tmp_path / "data"), verbose=False)
-  with open(os.path.join(tmp_path, "results.json")) as f:
-    stored = json.load(f)
-  assert stored["passed"] is None and payload["passed"] is None
-  assert os.path.exists(os.path.join(tmp_path, "figure.png"))
-  for name, value in stored["measured"].items():
-    assert np.isfinite(value["mean"]), name
+  run_quick(exp.EXPERIMENT)

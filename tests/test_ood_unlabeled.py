@@ -1,8 +1,6 @@
 """RSS training: the closed-form inner sup vs grid searches, φ_γ ≥ ℓ and φ_γ → ℓ,
 rotation invariance and gradients of the objective, the sampler and the exact
 accuracy, and a quick-mode smoke test."""
-import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +8,6 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from jaxrep.causal import robust_self_supervised as rss
-from jaxrep.core import experiment
 
 
 def _random_cases(key, num):
@@ -147,12 +144,6 @@ def test_rss_uses_unlabeled_cluster_structure():
   assert bool(jnp.all(out["rss"] <= out["bayes"] + 1e-6))
 
 
-def test_quick_mode_smoke(tmp_path):
+def test_quick_mode_smoke(run_quick):
   from experiments import ood_unlabeled
-  payload = experiment.execute(ood_unlabeled.EXPERIMENT, str(tmp_path), quick=True,
-                               data_dir=str(tmp_path / "data"), verbose=False)
-  assert os.path.exists(tmp_path / "results.json") and os.path.exists(tmp_path / "figure.png")
-  stored = json.load(open(tmp_path / "results.json"))
-  assert stored["passed"] is None and payload["passed"] is None
-  for stats in stored["measured"].values():
-    assert np.isfinite(stats["mean"])
+  run_quick(ood_unlabeled.EXPERIMENT)

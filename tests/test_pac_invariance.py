@@ -1,14 +1,10 @@
 """PAC invariance: SEM moments, Woodbury interventions, invariance of the causal parents."""
-import json
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from jaxrep.causal import pac_invariance as pac
-from jaxrep.core import experiment
 from jaxrep.data import sem
 
 
@@ -76,13 +72,6 @@ def test_population_coefficients_match_ols_on_many_samples():
   assert float(sub[3]) == 0.0
 
 
-def test_quick_mode_smoke(tmp_path):
+def test_quick_mode_smoke(run_quick):
   from experiments import pac_invariance
-  payload = experiment.execute(pac_invariance.EXPERIMENT, str(tmp_path), quick=True,
-                               data_dir=str(tmp_path / "data"), verbose=False)
-  with open(os.path.join(tmp_path, "results.json")) as f:
-    stored = json.load(f)
-  assert stored["passed"] is None and payload["passed"] is None
-  assert os.path.exists(os.path.join(tmp_path, "figure.png"))
-  for name, stats in stored["measured"].items():
-    assert np.isfinite(stats["mean"]), name
+  run_quick(pac_invariance.EXPERIMENT)

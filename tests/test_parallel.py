@@ -3,7 +3,6 @@
 conftest.py gives 8 simulated CPU devices. SGD (not Adam) so a wrong gradient
 scale — e.g. averaging gradients that shard_map already summed — shows.
 """
-import itertools
 
 import flax.linen as nn
 import jax

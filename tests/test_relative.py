@@ -1,7 +1,5 @@
 """Relative representations: cosine reference, invariance to latent isometries and
 rescalings (the paper's property), stitching plumbing, and a quick-mode smoke test."""
-import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +7,6 @@ import numpy as np
 import pytest
 from sklearn.metrics.pairwise import cosine_similarity
 
-from jaxrep.core import experiment
 from jaxrep.probe import relative
 from jaxrep.probe.encoders import CNNEncoder1D, MLPEncoder
 from jaxrep.symmetry import equivariance, groups
@@ -122,13 +119,6 @@ def test_stitching_matrix_diagonal_is_each_models_own_accuracy():
   assert float(matrix[0, 1]) == pytest.approx(float(jnp.mean(logits.argmax(-1) == labels)))
 
 
-def test_quick_mode_smoke(tmp_path):
+def test_quick_mode_smoke(run_quick):
   from experiments import relative_representations
-  payload = experiment.execute(relative_representations.EXPERIMENT, str(tmp_path), quick=True,
-                               data_dir=str(tmp_path / "data"), verbose=False)
-  with open(os.path.join(tmp_path, "results.json")) as f:
-    stored = json.load(f)
-  assert stored["passed"] is None and payload["passed"] is None
-  assert os.path.exists(os.path.join(tmp_path, "figure.png"))
-  for name, stats in stored["measured"].items():
-    assert np.isfinite(stats["mean"]), name
+  run_quick(relative_representations.EXPERIMENT)

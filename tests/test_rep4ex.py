@@ -1,6 +1,4 @@
 """Rep4Ex: the linear-invariance MMR, affine R², the simulator's interventional mean."""
-import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +6,6 @@ import numpy as np
 import pytest
 
 from jaxrep.causal import rep4ex
-from jaxrep.core import experiment
 
 
 def _data(n=512, seed=0):
@@ -69,13 +66,6 @@ def test_control_function_prediction_with_known_components():
     assert float(pred[i]) == pytest.approx(float(nu + kappa), rel=1e-5)
 
 
-def test_quick_mode_smoke(tmp_path):
+def test_quick_mode_smoke(run_quick):
   from experiments import rep4ex as rep4ex_experiment
-  payload = experiment.execute(rep4ex_experiment.EXPERIMENT, str(tmp_path), quick=True,
-                               data_dir=str(tmp_path / "data"), verbose=False)
-  with open(os.path.join(tmp_path, "results.json")) as f:
-    stored = json.load(f)
-  assert stored["passed"] is None and payload["passed"] is None
-  assert os.path.exists(os.path.join(tmp_path, "figure.png"))
-  for name, stats in stored["measured"].items():
-    assert np.isfinite(stats["mean"]), name
+  run_quick(rep4ex_experiment.EXPERIMENT)

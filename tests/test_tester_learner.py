@@ -1,15 +1,12 @@
 """Tester-learner for halfspaces: the surrogate and its sphere gradient, the
 testers' size and power, the samplers' moments and noise, and a smoke test."""
-import json
 import math
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import stats as scipy_stats
 
-from jaxrep.core import experiment
 from jaxrep.theory import tester_learner as tl
 
 CONFIG = tl.TesterConfig(sigma=0.1, learning_rate=0.05, num_steps=600, batch_size=256,
@@ -128,12 +125,6 @@ def test_label_aware_test_rejects_a_rotated_halfspace():
   assert bool(aware) and not bool(free) and float(deviation) > CONFIG.label_tolerance
 
 
-def test_quick_mode_smoke(tmp_path):
+def test_quick_mode_smoke(run_quick):
   from experiments import tester_learner
-  payload = experiment.execute(tester_learner.EXPERIMENT, str(tmp_path), quick=True,
-                               data_dir=str(tmp_path / "data"), verbose=False)
-  assert os.path.exists(tmp_path / "results.json") and os.path.exists(tmp_path / "figure.png")
-  stored = json.load(open(tmp_path / "results.json"))
-  assert stored["passed"] is None and payload["passed"] is None
-  for stats in stored["measured"].values():
-    assert np.isfinite(stats["mean"])
+  run_quick(tester_learner.EXPERIMENT)

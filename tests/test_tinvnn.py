@@ -8,7 +8,6 @@ import pytest
 from sklearn.manifold import ClassicalMDS
 
 from experiments import tinvnn as tinvnn_experiment
-from jaxrep.core import experiment
 from jaxrep.data import point_clouds
 from jaxrep.symmetry import equivariance as eq
 from jaxrep.symmetry import groups, tinvnn
@@ -177,12 +176,7 @@ def test_similarity_action_is_a_similarity():
                                s * tinvnn.pairwise_distances(x), atol=1e-10)
 
 
-def test_quick_experiment(tmp_path):
-  payload = experiment.execute(tinvnn_experiment.EXPERIMENT, str(tmp_path), quick=True,
-                               data_dir=str(tmp_path / "data"), verbose=False)
-  assert (tmp_path / "results.json").exists() and (tmp_path / "figure.png").exists()
-  assert payload["passed"] is None
-  for name, stats in payload["measured"].items():
-    assert np.isfinite(stats["mean"]), name
-  assert payload["measured"]["mds_invariance_error"]["mean"] < 1e-3
-  assert abs(payload["measured"]["drop_tinvnn"]["mean"]) < 1e-6
+def test_quick_experiment(run_quick):
+  results = run_quick(tinvnn_experiment.EXPERIMENT)
+  assert results["measured"]["mds_invariance_error"]["mean"] < 1e-3
+  assert abs(results["measured"]["drop_tinvnn"]["mean"]) < 1e-6

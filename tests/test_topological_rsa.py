@@ -1,8 +1,6 @@
 """Geo-topological and geodesic transforms against rsatoolbox (when installed),
 NumPy/SciPy references and the monotone-invariance of GT_{q,q}; layer
 identification against a loop; a quick-mode smoke test."""
-import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +10,6 @@ from scipy.sparse.csgraph import csgraph_from_dense, shortest_path
 from scipy.spatial.distance import pdist, squareform
 from scipy.stats import rankdata
 
-from jaxrep.core import experiment
 from jaxrep.probe import topological_rsa as trsa
 
 LU = [(0.1, 0.7), (0.0, 1.0), (0.25, 0.3), (0.0, 0.2), (0.6, 1.0)]
@@ -139,12 +136,7 @@ def test_transforms_vmap_over_rdms_and_quantile_grids():
                                                          float(uppers[i])), atol=1e-12)
 
 
-def test_quick_smoke(tmp_path):
+def test_quick_smoke(run_quick):
   from experiments import topological_rsa
   with jax.enable_x64(False):
-    experiment.execute(topological_rsa.EXPERIMENT, str(tmp_path), quick=True,
-                       data_dir=str(tmp_path / "data"), verbose=False)
-  results = json.loads((tmp_path / "results.json").read_text())
-  assert results["passed"] is None
-  assert all(np.isfinite(v["mean"]) for v in results["measured"].values())
-  assert os.path.exists(tmp_path / "figure.png")
+    run_quick(topological_rsa.EXPERIMENT)

@@ -1,8 +1,6 @@
 """Unsupervised pretraining: PPCA MLE vs scikit-learn and vs gradient ascent,
 posterior features, exact excess risk vs Monte Carlo, ridge LOO vs brute force,
 EM vs scikit-learn, logistic regression vs scikit-learn, and a smoke test."""
-import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +10,6 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.mixture import GaussianMixture
 
-from jaxrep.core import experiment
 from jaxrep.theory import unsupervised_pretraining as up
 
 
@@ -154,12 +151,6 @@ def test_logistic_fit_matches_sklearn():
                                          jnp.linspace(0.05, 0.95, 7)[None]))) >= -1e-12
 
 
-def test_quick_mode_smoke(tmp_path):
+def test_quick_mode_smoke(run_quick):
   from experiments import unsupervised_pretraining
-  payload = experiment.execute(unsupervised_pretraining.EXPERIMENT, str(tmp_path), quick=True,
-                               data_dir=str(tmp_path / "data"), verbose=False)
-  assert os.path.exists(tmp_path / "results.json") and os.path.exists(tmp_path / "figure.png")
-  stored = json.load(open(tmp_path / "results.json"))
-  assert stored["passed"] is None and payload["passed"] is None
-  for stats in stored["measured"].values():
-    assert np.isfinite(stats["mean"])
+  run_quick(unsupervised_pretraining.EXPERIMENT)

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxrep.core import config as config_lib
+from jaxrep.core import distributed
 from jaxrep.core import logging as log_lib
 from jaxrep.core import results as results_lib
 
@@ -168,6 +169,7 @@ def execute(experiment: Experiment, workdir: str, *, quick: bool = False,
   if not workdir:
     raise ConfigError("--workdir is required: the directory for this run's outputs")
   config = build_config(experiment, quick=quick, overrides=overrides)
+  distributed.initialize_from_env()  # a no-op unless the env describes a multi-process job
   os.makedirs(workdir, exist_ok=True)
   for stale in (RESULTS_FILE, FIGURE_FILE):
     if os.path.exists(os.path.join(workdir, stale)):
