@@ -3,13 +3,16 @@
   jaxrep list [--json]
   jaxrep run ID --workdir DIR [--quick] [--seed N] [--data_dir D] [--config.KEY=VALUE ...]
   jaxrep reproduce [ID ...] [--quick] [--all] [--budget_s S] --out DIR
+  jaxrep scoreboard --out DIR
   jaxrep sweep ID --out DIR [--grid KEY=V1,V2 ...] [--seeds N] [--seeds_in_one_program]
                [--quick] [--seed S] [--data_dir D] [--config.KEY=VALUE ...]
 
 ``reproduce`` without IDs runs the main paper (``MAIN_PAPER``, the DSD
 sample-complexity separation) and then, in registry order, the experiments whose
 measured runtimes fit the rest of ``--budget_s`` (default 900 s on 2 CPU cores); ``--all``
-runs every implemented paper. ``sweep`` runs configs × seeds (see
+runs every implemented paper. ``scoreboard`` rebuilds ``DIR/SCOREBOARD.md`` from
+the ``DIR/<paper id>/results.json`` already there (papers run one by one, or on
+other machines). ``sweep`` runs configs × seeds (see
 ``jaxrep.core.sweep``) and writes ``sweep.md`` and ``sweep.json`` to ``--out``.
 """
 from __future__ import annotations
@@ -122,6 +125,22 @@ def cmd_reproduce(args, overrides: tuple[str, ...]) -> int:
   return 0 if all(r["verdict"] != "ERROR" for r in rows) else 1
 
 
+def cmd_scoreboard(args) -> int:
+  from jaxrep import scoreboard
+  rows = []
+  for paper in registry.PAPERS:
+    workdir = os.path.join(args.out, paper.id)
+    path = os.path.join(workdir, "results.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        rows.append(scoreboard.row_from_results(paper.id, paper.title, json.load(f), workdir))
+  if not rows:
+    raise UsageError(f"no {args.out}/<paper id>/results.json found; run `jaxrep reproduce "
+                     f"--out {args.out}` or `jaxrep run ID --workdir {args.out}/ID` first")
+  print(scoreboard.write_scoreboard(rows, args.out))
+  return 0
+
+
 def cmd_sweep(args, overrides: tuple[str, ...]) -> int:
   from jaxrep.core import sweep
   exp = load_experiment(args.id)
@@ -164,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data_dir", default=None)
+  p_board = sub.add_parser("scoreboard", help="rebuild a scoreboard from results on disk")
+  p_board.add_argument("--out", required=True)
   add_sweep_parser(sub)
   return parser
 
@@ -182,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       return cmd_list(args)
     if args.command == "run":
       return cmd_run(args, overrides)
+    if args.command == "scoreboard":
+      return cmd_scoreboard(args)
     if args.command == "sweep":
       return cmd_sweep(args, overrides)
     return cmd_reproduce(args, overrides)

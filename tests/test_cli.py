@@ -62,3 +62,22 @@ def test_budget_selection_respects_budget():
   default = cli.select_within_budget(ids, cli.DEFAULT_BUDGET_S)
   assert default[0] == cli.MAIN_PAPER
   assert sum(cli.load_experiment(i).runtime_s for i in default) <= cli.DEFAULT_BUDGET_S
+
+
+def test_scoreboard_is_rebuilt_from_results_on_disk(tmp_path, capsys):
+  from jaxrep.core import results
+  for paper_id, passed, values in (("pac_invariance", True, [0.5, 0.7]),
+                                   ("tinvnn", False, [2.0, 4.0])):
+    payload = results.results_payload(
+        paper_id=paper_id, claim="a claim", passed=passed, measured={"metric": values},
+        seeds=[0, 1], runtime_s=3.0, config={}, quick=False)
+    os.makedirs(tmp_path / paper_id)
+    results.write_json_atomic(str(tmp_path / paper_id / "results.json"), payload)
+  assert cli.main(["scoreboard", "--out", str(tmp_path)]) == 0
+  rows = {r["paper_id"]: r for r in json.loads((tmp_path / "scoreboard.json").read_text())}
+  assert rows["pac_invariance"]["verdict"] == "PASS" and rows["tinvnn"]["verdict"] == "FAIL"
+  assert rows["tinvnn"]["measured"]["metric"]["mean"] == pytest.approx(3.0)
+  assert "metric = 3 ± 1 (n=2)" in (tmp_path / "SCOREBOARD.md").read_text()
+  capsys.readouterr()
+  assert cli.main(["scoreboard", "--out", str(tmp_path / "empty")]) == 2
+  assert len(capsys.readouterr().err.strip().splitlines()) == 1

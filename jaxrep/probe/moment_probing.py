@@ -31,6 +31,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxrep.nn import Conv
+
 
 def global_centered(heads: jax.Array) -> jax.Array:
   """H − mean(H), one scalar mean per (sample, head); heads (n, h, N, d)."""
@@ -69,8 +71,8 @@ class MHC3(nn.Module):
     chex.assert_shape(maps, (n, self.num_heads - 1, head_dim, head_dim))
     h = maps.transpose(0, 2, 3, 1)
     channels = self.num_heads - 1
-    h = nn.Conv(channels, (3, 3), strides=2, padding="VALID", use_bias=False)(h)
-    h = nn.Conv(channels, (3, 3), strides=2, padding="VALID", use_bias=False)(nn.gelu(h))
+    h = Conv(channels, (3, 3), strides=2, padding="VALID", use_bias=False)(h)
+    h = Conv(channels, (3, 3), strides=2, padding="VALID", use_bias=False)(nn.gelu(h))
     return h.transpose(0, 3, 1, 2).reshape(n, -1)
 
 
