@@ -6,10 +6,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxrep.core import parallel
+from jaxrep.core import parallel, train
 from jaxrep.nn import Conv, SmallCNN, kernel_gradient
 
 conv_module = importlib.import_module("jaxrep.nn.conv")
@@ -148,3 +149,23 @@ def test_patch_conv_matches_lax_convolution(kernel, stride, shape):
   expected = jax.lax.conv_general_dilated(x, w, (stride,) * len(kernel), pads,
                                           dimension_numbers=dims) + dense["bias"]
   np.testing.assert_allclose(layer.apply(params, x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["shard_map", "pmap"])
+def test_small_cnn_trains_the_same_in_collective_modes(mode):
+  """The custom VJP gives a replicated kernel its all-device gradient under shard_map."""
+  x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (16, 8, 8, 3)))
+  y = np.arange(16) % 10
+  model = SmallCNN((4, 4, 8, 8))
+  params = model.init(jax.random.PRNGKey(1), x[:1])
+  final = {}
+  for m in ("single", mode):
+    pstep = parallel.make_parallel_train_step(train.cross_entropy_loss(model.apply),
+                                              optax.sgd(0.1), m)
+    state = pstep.place_state(train.init_train_state(params, optax.sgd(0.1),
+                                                     jax.random.PRNGKey(0)))
+    for _ in range(2):
+      state, _ = pstep(state, pstep.place_batch((x, y)))
+    final[m] = pstep.fetch_state(state).params
+  for a, b in zip(jax.tree_util.tree_leaves(final[mode]), jax.tree_util.tree_leaves(final["single"])):
+    np.testing.assert_allclose(a, b, atol=1e-5)

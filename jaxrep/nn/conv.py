@@ -49,7 +49,6 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 PaddingLike = str | int | Sequence[int | tuple[int, int]]
@@ -129,14 +128,17 @@ def kernel_gradient(x: jax.Array, dy: jax.Array, kernel_shape: Sequence[int],
   groups = _groups(n, math.prod(out), taps * c, x.dtype.itemsize)
   accumulate_dtype = jnp.promote_types(x.dtype, jnp.float32)
 
-  def body(g, total):
+  def chunk_product(g):
     xg = jnp.pad(_chunk(x, groups, g), ((0, 0),) + tuple(pads) + ((0, 0),))
     patches = _patches(xg, window, strides, out).reshape(-1, taps * c)
     dyg = _chunk(dy, groups, g).reshape(-1, o)
-    return total + lax.dot_general(patches, dyg, (((0,), (0,)), ((), ())),
-                                   preferred_element_type=accumulate_dtype)
+    return lax.dot_general(patches, dyg, (((0,), (0,)), ((), ())),
+                           preferred_element_type=accumulate_dtype)
 
-  total = lax.fori_loop(0, groups, body, jnp.zeros((taps * c, o), accumulate_dtype))
+  # The first chunk starts the sum, so the carry has the inputs' type (device-varying
+  # inside shard_map), not that of a fresh constant.
+  total = lax.fori_loop(1, groups, lambda g, total: total + chunk_product(g),
+                        chunk_product(0))
   return total.reshape(tuple(kernel_shape)).astype(x.dtype)
 
 
@@ -149,13 +151,15 @@ def gemm_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], pads: Pai
   groups = _groups(n, math.prod(out), taps * c, x.dtype.itemsize)
   matrix = kernel.reshape(taps * c, o)
 
-  def body(g, y):
+  def chunk_output(g):
     xg = jnp.pad(_chunk(x, groups, g), ((0, 0),) + tuple(pads) + ((0, 0),))
     yg = _patches(xg, window, strides, out).reshape(-1, taps * c) @ matrix
-    return lax.dynamic_update_index_in_dim(y, yg.reshape((n // groups, 1) + out + (o,)), g, 1)
+    return yg.reshape((n // groups,) + out + (o,))
 
-  y = jnp.zeros((n // groups, groups) + out + (o,), x.dtype)
-  return lax.fori_loop(0, groups, body, y).reshape((n,) + out + (o,))
+  # Chunks as a map (no carry: a constant carry would not be device-varying under
+  # shard_map); chunk g holds examples g, g + G, …, so interleave them back.
+  y = lax.map(chunk_output, jnp.arange(groups))  # (G, n/G, *out, o)
+  return jnp.swapaxes(y, 0, 1).reshape((n,) + out + (o,))
 
 
 # Inputs with at most this many channels (an image's first layer) use the GEMM
@@ -171,17 +175,27 @@ def _forward(x, kernel, strides, pads):
       default=lambda x_, k_: _xla_conv(x_, k_, strides, pads))
 
 
-def _xla_kernel_gradient(x, dy, kernel_shape, strides, pads):
-  zeros = jnp.zeros(kernel_shape, x.dtype)
-  _, vjp = jax.vjp(lambda k_: _xla_conv(x, k_, strides, pads), zeros)
+def _xla_kernel_gradient(x, dy, kernel, strides, pads):
+  _, vjp = jax.vjp(lambda k_: _xla_conv(x, k_, strides, pads), kernel)
   return vjp(dy)[0]
 
 
-def input_gradient(dy: jax.Array, kernel: jax.Array, x_shape: Sequence[int],
+def as_cotangent_of(local_grad: jax.Array, primal: jax.Array) -> jax.Array:
+  """``local_grad`` summed as JAX sums a cotangent flowing back to ``primal``.
+
+  Inside ``shard_map`` a replicated parameter's cotangent is the sum over the mesh
+  axes its inputs vary along (the transpose of the implicit broadcast); outside,
+  this is the identity. Written as the VJP of p ↦ Σ local_grad ⊙ p.
+  """
+  out, vjp = jax.vjp(lambda p: jnp.sum(local_grad * p), primal)
+  return vjp(jnp.ones_like(out))[0]
+
+
+def input_gradient(dy: jax.Array, kernel: jax.Array, x: jax.Array,
                    strides: Sequence[int], pads: Pairs) -> jax.Array:
-  """∂L/∂x: XLA's transposed convolution."""
-  zeros = jnp.zeros(x_shape, dy.dtype)
-  _, vjp = jax.vjp(lambda x_: _xla_conv(x_, kernel, strides, pads), zeros)
+  """∂L/∂x: XLA's transposed convolution (linear in x, so taken at x itself, which
+  gives the cotangent x's own type inside shard_map)."""
+  _, vjp = jax.vjp(lambda x_: _xla_conv(x_, kernel, strides, pads), x)
   return vjp(dy)[0]
 
 
@@ -202,9 +216,10 @@ def _conv_fwd(x, kernel, strides, pads):
 def _conv_bwd(strides, pads, residuals, dy):
   x, kernel = residuals
   dkernel = lax.platform_dependent(
-      x, dy, cpu=lambda x_, dy_: kernel_gradient(x_, dy_, kernel.shape, strides, pads),
-      default=lambda x_, dy_: _xla_kernel_gradient(x_, dy_, kernel.shape, strides, pads))
-  return input_gradient(dy, kernel, x.shape, strides, pads), dkernel
+      x, dy, cpu=lambda x_, dy_: as_cotangent_of(
+          kernel_gradient(x_, dy_, kernel.shape, strides, pads), kernel),
+      default=lambda x_, dy_: _xla_kernel_gradient(x_, dy_, kernel, strides, pads))
+  return input_gradient(dy, kernel, x, strides, pads), dkernel
 
 
 convolution.defvjp(_conv_fwd, _conv_bwd)
