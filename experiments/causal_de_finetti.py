@@ -137,7 +137,7 @@ def plot(c, acc, base):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="causal_de_finetti", claim=CLAIM, get_config=get_config, run=run, quick=quick,
-    validate=validate, runtime_s=300,
+    validate=validate, runtime_s=70,
     headline=("accuracy_E100", "accuracy_E500", "baseline_accuracy_E500",
               "accuracy_slope_per_100_envs"))
 

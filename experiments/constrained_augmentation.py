@@ -254,7 +254,7 @@ def plot(c, results):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="invariance_constrained_augmentation", claim=CLAIM, get_config=get_config,
-    run=run, quick=quick, validate=validate, runtime_s=100,
+    run=run, quick=quick, validate=validate, runtime_s=60,
     headline=("test_acc_uniform", "test_acc_pd", "gain_pd_over_uniform", "final_dual_pd_loose"))
 
 if __name__ == "__main__":

@@ -360,7 +360,7 @@ def plot(c, details, measured):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="dsimplex_compatibility", claim=CLAIM, get_config=get_config, run=run,
-    quick=quick, validate=validate, runtime_s=200,
+    quick=quick, validate=validate, runtime_s=240,
     headline=("ac_dsimplex", "ac_learnable", "final_test_accuracy_dsimplex",
               "final_test_accuracy_learnable"))
 

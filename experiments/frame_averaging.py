@@ -227,7 +227,7 @@ def plot(c, results, errors):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="frame_averaging", claim=CLAIM, get_config=get_config, run=run, quick=quick,
-    validate=validate, runtime_s=300,
+    validate=validate, runtime_s=160,
     headline=("test_mse_gnn", "test_mse_gnn_aug", "test_mse_fa_gnn", "ratio_fa_to_gnn"))
 
 if __name__ == "__main__":

@@ -247,7 +247,7 @@ def plot(c, results, x_ood, param_counts):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="lie_decomposition", claim=CLAIM, get_config=get_config, run=run, quick=quick,
-    validate=validate, runtime_s=300,
+    validate=validate, runtime_s=320,
     headline=("ood_accuracy_cnn", "ood_accuracy_gcnn", "ood_gain", "test_accuracy_gcnn"))
 
 if __name__ == "__main__":

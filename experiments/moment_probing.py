@@ -342,7 +342,7 @@ def plot(measured):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="moment_probing", claim=CLAIM, get_config=get_config, run=run, quick=quick,
-    validate=validate, runtime_s=180,
+    validate=validate, runtime_s=400,
     headline=("transfer_mp_minus_lp", "transfer_accuracy_mp", "covariance_accuracy_mp",
               "covariance_accuracy_lp"))
 

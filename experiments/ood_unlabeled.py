@@ -163,7 +163,7 @@ def plot(c, results, details):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="ood_unlabeled", claim=CLAIM, get_config=get_config, run=run, quick=quick,
-    validate=validate, runtime_s=90,
+    validate=validate, runtime_s=35,
     headline=("erm_accuracy_m10", "rss_accuracy_m10_n10000", "gain_m10_n10000",
               "gain_m40_n10000"))
 

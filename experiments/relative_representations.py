@@ -293,7 +293,7 @@ def plot(rel, ab, measured):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="relative_representations", claim=CLAIM, get_config=get_config, run=run,
-    quick=quick, validate=validate, runtime_s=400,
+    quick=quick, validate=validate, runtime_s=480,
     headline=("rel_stitch_ratio_cross_seed", "rel_stitch_ratio_cross_arch",
               "abs_stitched_accuracy_cross_seed", "rel_cosine_cross_seed"))
 

@@ -231,7 +231,7 @@ def plot(measured, c):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="rich_representations", claim=CLAIM, get_config=get_config, run=run, quick=quick,
-    validate=validate, runtime_s=470,
+    validate=validate, runtime_s=150,
     headline=("heldout_classes_gain", "shifted_gain", "in_distribution_gain",
               "heldout_classes_cat"))
 

@@ -234,7 +234,7 @@ def plot(results):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="tester_learner", claim=CLAIM, get_config=get_config, run=run, quick=quick,
-    validate=validate, runtime_s=180,
+    validate=validate, runtime_s=80,
     headline=("gaussian_good_accept_rate", "heavy_tails_bad_accept_rate",
               "uniform_cube_bad_accept_rate", "band_barrier_bad_accept_rate"))
 

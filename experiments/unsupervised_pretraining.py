@@ -261,7 +261,7 @@ def plot(c, results):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="unsupervised_pretraining", claim=CLAIM, get_config=get_config, run=run,
-    quick=quick, validate=validate, runtime_s=120,
+    quick=quick, validate=validate, runtime_s=70,
     headline=("factor_ratio_to_erm", "mixture_ratio_to_erm", "factor_ratio_to_regularised",
               "mixture_ratio_to_regularised"))
 
