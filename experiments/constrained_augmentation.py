@@ -5,8 +5,7 @@ Invariance-Constrained Learning", ICML 2023 (code: ihounie/daug).
 
 Command:   jaxrep run invariance_constrained_augmentation --workdir runs/daug
            (= python -m experiments.constrained_augmentation --workdir=runs/daug)
-Runtime:   ~90 s of CPU time (measured 2m58s wall on 2 cores shared by ~8 jobs;
-           quick mode: ~25 s CPU).
+Runtime:   51 s measured on 2 CPU cores (quick mode: seconds).
 Expected:  primal–dual augmentation ≥ uniform (TrivialAugment-style)
            augmentation + 1 test-accuracy point; with a loose constraint
            (ε = 10 nats) the multiplier, started at γ = 1, ends at exactly 0.

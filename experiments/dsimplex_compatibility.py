@@ -6,8 +6,7 @@ Compatibility and Implications for Improved Model Replacements", CVPR 2024
 
 Command:   jaxrep run dsimplex_compatibility --workdir runs/dsimplex_compatibility
            (= python -m experiments.dsimplex_compatibility --workdir=...)
-Runtime:   ≈ 4.6 CPU-minutes (≈ 3 min on 2 uncontended CPU cores; measured 18 min
-           wall at load ≈ 20); quick mode ≈ 25 CPU-seconds.
+Runtime:   3 min 35 s measured on 2 CPU cores (quick mode: seconds).
 Expected:  (the claim) average compatibility (AC) of the d-simplex-HOC sequence
            ≥ 0.9; the learnable-classifier ER baseline ≤ 0.5.
 Measured:  FAIL on the d-simplex half. AC 0.10 ± 0.00 (d-simplex-HOC) vs 0.00 (ER).

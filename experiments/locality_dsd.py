@@ -5,7 +5,7 @@ A Sample Complexity Separation between CNNs, LCNs, and FCNs", ICLR 2024.
 
 Command:   jaxrep run locality_dsd --workdir runs/locality_dsd
            (= python -m experiments.locality_dsd --workdir=runs/locality_dsd)
-Runtime:   about 6 minutes on 2 CPU cores (measured 366 s; quick mode: ~30 s).
+Runtime:   6 min 06 s measured on 2 CPU cores (quick mode: seconds).
 Expected:  n_CNN < n_LCN < n_FCN at every (k, d); n_LCN/n_CNN and n_FCN/n_LCN
            grow with k; log-log slopes of n vs k ordered CNN < LCN < FCN
            (theory: ≈0, ≈1, ≈2). MNIST-1D (4,000 training samples): the MNIST-1D

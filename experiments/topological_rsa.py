@@ -5,8 +5,7 @@ Representations", PNAS 2024 — the neural-network simulation.
 
 Command:   jaxrep run topological_rsa --workdir runs/topological_rsa
            (= python -m experiments.topological_rsa --workdir=runs/topological_rsa)
-Runtime:   3.1 min measured on 2 CPU cores shared with other jobs (load ≈ 14;
-           51 s of CPU time); quick mode: ~10 s.
+Runtime:   59 s measured on 2 CPU cores (quick mode: seconds).
 Expected (the paper's claim, tested here): the best geo-topological statistic
            (chosen on validation noise draws) stays within 2 points of the plain
            RDM at every SNR and beats it at the lowest SNR.
@@ -326,7 +325,7 @@ def plot(snrs, plain, chosen, test, stats, c):
 
 EXPERIMENT = experiment.Experiment(
     paper_id="topological_rsa", claim=CLAIM, get_config=get_config, run=run, quick=quick,
-    validate=validate, runtime_s=190,
+    validate=validate, runtime_s=70,
     headline=("acc_rdm_snr0.03", "acc_best_gt_snr0.03", "acc_rdm_snr10", "acc_best_gt_snr10"))
 
 if __name__ == "__main__":

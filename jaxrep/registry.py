@@ -382,7 +382,7 @@ PAPERS: tuple[Paper, ...] = (
 
 # Outcome of each experiment's default-config run (2026-11-26, 2 CPU cores):
 # "reproduced" = the claim held, "failed" = measured and it did not hold.
-MEASURED_STATUS = {
+MEASURED_STATUS = {  # from default-config runs on 2 CPU cores (results.json `passed`)
     "causal_de_finetti": "reproduced",
     "frame_averaging": "reproduced",
     "interaction_basis": "reproduced",
@@ -394,6 +394,8 @@ MEASURED_STATUS = {
     "tinvnn": "reproduced",
     "unsupervised_pretraining": "reproduced",
     "dsimplex_compatibility": "failed",
+    "lie_decomposition": "failed",
+    "locality_dsd": "failed",
     "relative_representations": "failed",
     "rich_representations": "failed",
     "soft_equivariance": "failed",
