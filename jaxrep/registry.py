@@ -386,6 +386,7 @@ MEASURED_STATUS = {  # from default-config runs on 2 CPU cores (results.json `pa
     "causal_de_finetti": "reproduced",
     "frame_averaging": "reproduced",
     "interaction_basis": "reproduced",
+    "moment_probing": "reproduced",
     "invariance_constrained_augmentation": "reproduced",
     "invariance_transfer": "reproduced",
     "ood_unlabeled": "reproduced",
