@@ -131,3 +131,22 @@ def test_first_crossing_interpolates_in_log_n():
 def test_unknown_kind_is_rejected():
   with pytest.raises(ValueError, match="unknown model kind"):
     locality.PatchNet("mlp").init(jax.random.PRNGKey(0), jnp.ones((1, 2, 3)))
+
+
+@pytest.mark.parametrize("kind", locality.KINDS)
+def test_masked_loss_trains_like_the_first_n_samples(kind):
+  """The DSD experiment trains several n in one program by masking: the masked
+  full-batch loss and its gradient equal those on the first n samples alone."""
+  signal = random_signal(jax.random.PRNGKey(0), 5, 3.0)
+  x, y = dsd_sample(jax.random.PRNGKey(1), 64, 4, signal)
+  model = locality.PatchNet(kind, 3)
+  params = model.init(jax.random.PRNGKey(2), x[:1])
+  loss_fn = locality.make_loss(model)
+  n = 23
+  mask = (jnp.arange(64) < n).astype(jnp.float32)
+  (masked, _), masked_grad = jax.value_and_grad(loss_fn, has_aux=True)(params, (x, y, mask), None)
+  (alone, _), alone_grad = jax.value_and_grad(loss_fn, has_aux=True)(params, (x[:n], y[:n], None),
+                                                                     None)
+  np.testing.assert_allclose(masked, alone, rtol=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves(masked_grad), jax.tree_util.tree_leaves(alone_grad)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
