@@ -24,10 +24,10 @@ from jaxrep.nn import SmallCNN
 
 def run_mode(mode: str, batch, params, steps: int):
   model = SmallCNN()
-  loss_fn = train.cross_entropy_loss(model.apply)
-  pstep = parallel.make_parallel_train_step(loss_fn, optax.sgd(0.05), mode)
-  state = pstep.place_state(train.init_train_state(params, optax.sgd(0.05),
-                                                   jax.random.PRNGKey(0)))
+  optimizer = optax.sgd(0.05)
+  pstep = parallel.make_parallel_train_step(train.cross_entropy_loss(model.apply), optimizer,
+                                            mode)
+  state = pstep.place_state(train.init_train_state(params, optimizer, jax.random.PRNGKey(0)))
   placed = pstep.place_batch(batch)
   state, _ = pstep(state, placed)  # compile
   times = []

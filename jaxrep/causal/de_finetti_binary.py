@@ -13,7 +13,8 @@ Each environment contributes two exchangeable samples X^(1), X^(2) ∈ {0,1}^V.
    X_j → X_k when X_j^(1) ⊥̸ X_k^(1) | C (p ≤ α), with C = S_{>n} for d = 1 and,
    for d ≥ 2, S_{>n} plus the parents of X_k already found outside S_{>n} ∪ S_n.
    (The official code's co-parent term is always empty — ``list.remove`` returns
-   None — and we follow it.)
+   None — and we follow it.) Every test is the G-test of ``jaxrep.stats.gtest``,
+   with the official code's 2^|C| degrees of freedom.
 
 The generator is the paper's ``scm_multivariate_binary``: a random DAG on V nodes
 (each edge u < v with probability ½, redrawn until every node has an edge), per

@@ -5,8 +5,7 @@ O_{xys} the counts in stratum s of z and E_{xys} = O_{x·s} O_{·ys} / O_{··s}
 
     G = 2 Σ_{O_{xys} > 0} O_{xys} log(O_{xys} / E_{xys}),   p = P[χ²_{2^m} ≥ G],
 
-one degree of freedom per stratum, as in the causal de Finetti code
-(syguo96/Causal-de-Finetti, ``gtest``). Used by ``jaxrep.causal.de_finetti_binary``.
+one degree of freedom per stratum (2^m in all, empty strata included).
 """
 from __future__ import annotations
 
