@@ -18,14 +18,14 @@ import jax
 import numpy as np
 import optax
 
-from jaxrep.core import parallel, train
+from jaxrep.core import parallel, tasks, train
 from jaxrep.nn import SmallCNN
 
 
 def run_mode(mode: str, batch, params, steps: int):
   model = SmallCNN()
   optimizer = optax.sgd(0.05)
-  pstep = parallel.make_parallel_train_step(train.cross_entropy_loss(model.apply), optimizer,
+  pstep = parallel.make_parallel_train_step(tasks.cross_entropy_loss_fn(model.apply), optimizer,
                                             mode)
   state = pstep.place_state(train.init_train_state(params, optimizer, jax.random.PRNGKey(0)))
   placed = pstep.place_batch(batch)
@@ -46,9 +46,9 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=5)
   args = parser.parse_args()
   data = np.random.default_rng(0)
-  batch = (data.normal(size=(args.batch, 32, 32, 3)).astype(np.float32),
-           data.integers(0, 10, args.batch).astype(np.int32))
-  params = SmallCNN().init(jax.random.PRNGKey(0), batch[0][:1])
+  batch = {"x": data.normal(size=(args.batch, 32, 32, 3)).astype(np.float32),
+           "y": data.integers(0, 10, args.batch).astype(np.int32)}
+  params = SmallCNN().init(jax.random.PRNGKey(0), batch["x"][:1])
   modes = parallel.MODES if args.mode == "all" else (args.mode,)
   reference, _ = run_mode("single", batch, params, args.steps)
   parts = []

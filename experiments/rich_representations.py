@@ -3,25 +3,17 @@ r"""CAT_n of independently trained CNNs vs one n×-wide CNN, transferred by line
 Paper: Zhang & Bottou, "Learning useful representations for shifting tasks and
 distributions", ICML 2023 — the linear-probing transfer comparison.
 
-Command:   jaxrep run rich_representations --workdir runs/rich_representations
-           (= python -m experiments.rich_representations --workdir=runs/rich_representations)
-Runtime:   2 min 11 s measured on 2 CPU cores (quick mode: seconds).
-Expected (paper's claim, tested here): CAT_5 beats the 5×-wide network by ≥ 3
-           points on held-out classes and on shifted MNIST-1D, with
-           in-distribution probe accuracy within 1 point.
-Measured (3 replicates): held-out classes +3.3 ± 2.9 points, shifted −1.1 ± 4.0,
-           in-distribution −1.6 ± 1.9 → FAIL. The 8-channel members are much
-           weaker than the wide network on the pre-training task (head accuracy
-           0.83 vs 0.94), so CAT_5 trails it in distribution and under the shift;
-           it wins only on the new classes.
+Command, runtime, expected and measured result: ``experiments/configs/rich_representations.py``.
 
 Protocol. Pre-training task: MNIST-1D classes 0–4. Members: ``num_members``
 1-D CNNs (``jaxrep.probe.encoders.CNNEncoder1D``, ``channels`` channels, a
 ``latent_dim`` linear feature layer) with a linear 5-way head; the wide network
 has every width multiplied by ``num_members`` (channels and features), so its
 feature dimension equals CAT_n's. Same optimiser, steps and batch size for all.
-Each replicate (``num_seeds``) trains its members as one vmapped program over
-per-member keys from ``ctx.seed_keys`` and its wide network alongside.
+All replicates' members train in one ``fit`` (run axes replicates × members,
+per-member keys from ``ctx.seed_keys``), the wide networks in another; minibatches
+are drawn without replacement within a step (``classifier_task(replace=False)``:
+the first runs' protocol, with the same keys and batches).
 
 Transfer: a logistic-regression probe (``jaxrep.core.evaluate``, L-BFGS, on
 standardised features) trained and tested on
@@ -44,8 +36,9 @@ import ml_collections
 import numpy as np
 import optax
 
+from experiments.configs import rich_representations as configs
 from jaxrep import data
-from jaxrep.core import experiment, train
+from jaxrep.core import experiment, figures, tasks
 from jaxrep.core.evaluate import accuracy, logistic_probe_accuracy, standardize
 from jaxrep.probe import concat_representations as cat
 from jaxrep.probe.encoders import CNNEncoder1D
@@ -58,37 +51,6 @@ MAX_IN_DISTRIBUTION_GAP = 0.01
 PRETRAIN_CLASSES = (0, 1, 2, 3, 4)
 HELDOUT_CLASSES = (5, 6, 7, 8, 9)
 TARGETS = ("in_distribution", "heldout_classes", "shifted")
-
-
-def get_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.num_seeds = 3
-  c.num_members = 5
-  c.channels = 8
-  c.latent_dim = 32
-  c.train_steps = 2000
-  c.batch_size = 128
-  c.learning_rate = 1e-3
-  c.probe_l2 = 1e-4
-  c.probe_steps = 300
-  return c
-
-
-def quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  c.num_seeds = 2
-  c.num_members = 2
-  c.channels = 4
-  c.latent_dim = 8
-  c.train_steps = 50
-  c.probe_steps = 30
-  return c
-
-
-def validate(c: ml_collections.ConfigDict) -> None:
-  if c.num_members < 2:
-    raise experiment.ConfigError("'num_members' must be ≥ 2 to concatenate representations")
-  if c.probe_l2 < 0:
-    raise experiment.ConfigError("'probe_l2' must be ≥ 0")
 
 
 class EncoderClassifier(nn.Module):
@@ -117,15 +79,13 @@ def class_subset(ds, classes, mean, std):
   return jnp.asarray((ds.x[keep] - mean) / std), jnp.asarray(relabel[ds.y[keep]])
 
 
-def train_models(model: EncoderClassifier, c, keys, x, y):
-  """Params of one model per key (vmapped over the leading axis of ``keys``)."""
-
-  def one(key):
-    state, _ = train.fit_classifier(key, model.init, model.apply, optax.adam(c.learning_rate),
-                                    x, y, num_steps=c.train_steps, batch_size=c.batch_size)
-    return state.params
-
-  return jax.jit(jax.vmap(one))(keys)
+def train_models(ctx, name: str, model: EncoderClassifier, c, keys, x, y) -> dict:
+  """Params and loss curves of one model per key (leading axes of ``keys`` = the runs)."""
+  task = tasks.classifier_task(model.init, model.apply, optax.adam(c.learning_rate),
+                               batch_size=c.batch_size, replace=False)
+  result = ctx.fit(name, task, {"key": keys}, c.train_steps,
+                   data={"examples": {"x": x, "y": y}}, run_axes=keys.ndim - 1)
+  return {"params": result.state.params, "curve": result.curves["loss"]}
 
 
 def probe_accuracies(c, features_fn, splits) -> dict[str, jax.Array]:
@@ -157,23 +117,22 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
   member = EncoderClassifier(c.latent_dim, c.channels, len(PRETRAIN_CLASSES))
   wide = EncoderClassifier(c.latent_dim * n, c.channels * n, len(PRETRAIN_CLASSES))
   member_keys = ctx.seed_keys("members", c.num_seeds * n)  # replicate r: rows r·n … r·n + n − 1
-  meter = ctx.progress("training", 2, unit="programs")
-  member_params = ctx.stage("train-members", lambda: train_models(member, c, member_keys, x, y))
-  meter.update(1, f"{c.num_seeds}×{n} members")
-  wide_params = ctx.stage("train-wide", lambda: train_models(
-      wide, c, ctx.seed_keys("wide", c.num_seeds), x, y))
-  meter.update(2, f"{c.num_seeds} wide networks")
+  member_keys = member_keys.reshape((c.num_seeds, n) + member_keys.shape[1:])
+  members = ctx.stage("train-members", lambda: train_models(
+      ctx, "members", member, c, member_keys, x, y))
+  wides = ctx.stage("train-wide", lambda: train_models(
+      ctx, "wide", wide, c, ctx.seed_keys("wide", c.num_seeds), x, y))
 
   def member_apply(params, inputs):
     return member.apply(params, inputs, method=EncoderClassifier.features)
 
   @jax.jit
-  def evaluate(members, wide_one):
-    cat_fn = lambda inputs: cat.concat_features(member_apply, members, inputs)
-    single_fn = lambda inputs: member_apply(jax.tree.map(lambda a: a[0], members), inputs)
+  def evaluate(member_params, wide_one):
+    cat_fn = lambda inputs: cat.concat_features(member_apply, member_params, inputs)
+    single_fn = lambda inputs: member_apply(jax.tree.map(lambda a: a[0], member_params), inputs)
     wide_fn = lambda inputs: wide.apply(wide_one, inputs, method=EncoderClassifier.features)
     x_test, y_test = splits["in_distribution"][1]
-    heads = jax.vmap(lambda p: accuracy(member.apply(p, x_test), y_test))(members)
+    heads = jax.vmap(lambda p: accuracy(member.apply(p, x_test), y_test))(member_params)
     return {"cat": probe_accuracies(c, cat_fn, splits),
             "wide": probe_accuracies(c, wide_fn, splits),
             "single": probe_accuracies(c, single_fn, splits),
@@ -183,8 +142,8 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
   def evaluate_all():
     rows = []
     for r in range(c.num_seeds):
-      members = jax.tree.map(lambda a: a[r * n:(r + 1) * n], member_params)
-      rows.append(jax.device_get(evaluate(members, jax.tree.map(lambda a: a[r], wide_params))))
+      pick = lambda tree: jax.tree.map(lambda a: a[r], tree)
+      rows.append(jax.device_get(evaluate(pick(members["params"]), pick(wides["params"]))))
     return rows
 
   rows = ctx.stage("evaluate", evaluate_all)
@@ -200,37 +159,30 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
                 and gains["shifted"] >= MIN_TRANSFER_GAIN
                 and abs(gains["in_distribution"]) <= MAX_IN_DISTRIBUTION_GAP)
   details = {"mean_gains": gains, "feature_dim": c.latent_dim * n}
-  ctx.save_figure(plot(measured, c))
+  ctx.save_figure(plot(measured, c, members["curve"], wides["curve"]))
   return experiment.Outcome(measured=measured, passed=passed, details=details)
 
 
-def plot(measured, c):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  fig, ax = plt.subplots(figsize=(8, 4.2))
-  width = 0.27
-  colors = {"cat": "tab:red", "wide": "tab:blue", "single": "tab:gray"}
+def plot(measured, c, member_curves, wide_curves):
+  fig, axes = figures.panels(4, width=4.2)
   labels = {"cat": f"CAT_{c.num_members} ({c.num_members}×{c.latent_dim}-d)",
             "wide": f"{c.num_members}×-wide ({c.num_members * c.latent_dim}-d)",
             "single": f"one member ({c.latent_dim}-d)"}
-  for i, rep in enumerate(("cat", "wide", "single")):
-    values = [measured[f"{t}_{rep}"] for t in TARGETS]
-    ax.bar(np.arange(len(TARGETS)) + (i - 1) * width, [v.mean() for v in values], width,
-           yerr=[v.std() for v in values], color=colors[rep], label=labels[rep], capsize=3)
-  ax.set_xticks(np.arange(len(TARGETS)), ["in-distribution\n(classes 0–4)",
-                                          "held-out classes\n(5–9)", "shifted MNIST-1D\n(0–4)"])
-  ax.set(ylabel="linear-probe test accuracy", ylim=(0, 1),
-         title="Linear probes on frozen features (mean ± std over replicates)")
-  ax.legend(loc="lower right")
-  ax.grid(alpha=0.3, axis="y")
+  titles = {"in_distribution": "in-distribution (classes 0–4)",
+            "heldout_classes": "held-out classes (5–9)", "shifted": "shifted MNIST-1D (0–4)"}
+  for ax, target in zip(axes, TARGETS):
+    figures.bars_with_seeds(ax, {labels[rep]: measured[f"{target}_{rep}"] for rep in labels},
+                            ylabel="linear-probe test accuracy", title=titles[target],
+                            colors=("tab:red", "tab:blue", "tab:gray"))
+    ax.set_ylim(0, 1)
+  figures.plot_curves(axes[3], {"members": member_curves, "wide": wide_curves},
+                      title="pre-training (batch cross-entropy)")
   return fig
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="rich_representations", claim=CLAIM, get_config=get_config, run=run, quick=quick,
-    validate=validate, runtime_s=150,
+    paper_id="rich_representations", claim=CLAIM, get_config=configs.get_config, run=run,
+    quick=configs.quick, validate=configs.validate, runtime_s=150,
     headline=("heldout_classes_gain", "shifted_gain", "in_distribution_gain",
               "heldout_classes_cat"))
 

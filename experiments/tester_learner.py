@@ -3,14 +3,7 @@ r"""Tester-learner for halfspaces: accept Gaussian+Massart, never accept a bad o
 Paper: Gollakota, Klivans, Stavropoulos & Vasilyan, "An Efficient
 Tester-Learner for Halfspaces", ICLR 2024.
 
-Command:   jaxrep run tester_learner --workdir runs/tester_learner
-           (= python -m experiments.tester_learner --workdir=runs/tester_learner)
-Runtime:   1 min 12 s measured on 2 CPU cores (quick mode: seconds).
-Expected:  Gaussian marginals with Massart noise (η ≤ 0.3): the tests accept
-           ≥ 95% of runs and the accepted output has error ≤ opt + 0.03.
-           Adversarial cases (Student-t(3) tails, uniform cube, mass piled at
-           ±w* inside the band with flipped labels): P(accept ∧ error > opt + 0.1)
-           ≤ 5% per case.
+Command, runtime and expected result: ``experiments/configs/tester_learner.py``.
 
 Protocol. d = 10, N = 50,000 samples per run (half to learn, half to select
 and test), 40 independent runs per case (the "seeds" are the runs; every run
@@ -30,15 +23,27 @@ four tests together reject a Gaussian sample with probability ≤ 4%; the
 label-aware tolerance τ = b/6 certifies an angle ≲ τ b/(1 − 2η) ≈ 0.1 rad.
 The barrier fraction p = 0.05 was picked as the adversary's, to make PSGD
 stall on the wrong hemisphere (it does in about 60% of runs).
+
+Training: the learner (PSGD on the sphere, ``tl.psgd_task``) of every run of
+every case goes through one ``fit`` with run axes (cases, runs); its minibatches
+are drawn with replacement (i.i.d. uniform indices), as in the old scan and
+the SGD analysis the paper builds on. The candidates are every
+``record_every``-th iterate of the fit's ``w`` curve. Selection, the four tests
+and the evaluation run per case afterwards, regenerating each run's sample
+from its key.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxrep.core import experiment
+from experiments.configs import tester_learner as configs
+from jaxrep.core import experiment, figures
+from jaxrep.nn import l2_normalize
 from jaxrep.theory import tester_learner as tl
 
 CLAIM = ("The tester-learner accepts Gaussian data with Massart noise ≥ 95% of the time "
@@ -51,65 +56,11 @@ MAX_BAD_ACCEPT_RATE = 0.05
 CASES = ("gaussian", "heavy_tails", "uniform_cube", "band_barrier")
 
 
-def get_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.num_seeds = 40            # independent runs per case
-  c.dim = 10
-  c.num_samples = 50000
-  c.num_eval = 100000
-  c.eta_max = 0.3
-  c.student_dof = 3.0
-  c.barrier_fraction = 0.05
-  c.sigma = 0.05
-  c.learning_rate = 0.02
-  c.num_steps = 3000
-  c.batch_size = 256
-  c.record_every = 100
-  c.band_width = 0.5
-  c.moment_degree = 4
-  c.label_tolerance = 0.5 / 6
-  c.level = 0.01
-  c.runs_per_batch = 8        # runs vmapped together (memory)
-  return c
-
-
-def quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  c.num_seeds = 2
-  c.num_samples = 4000
-  c.num_eval = 4000
-  c.num_steps = 200
-  c.record_every = 50
-  c.moment_degree = 2
-  c.runs_per_batch = 2
-  return c
-
-
-def validate(c: ml_collections.ConfigDict) -> None:
-  if not 0 <= c.eta_max < 0.5:
-    raise experiment.ConfigError("'eta_max' must be in [0, 0.5) (Massart noise)")
-  if not 0 < c.level < 1:
-    raise experiment.ConfigError("'level' must be in (0, 1)")
-  if not 0 < c.barrier_fraction < 1:
-    raise experiment.ConfigError("'barrier_fraction' must be in (0, 1)")
-  if c.student_dof <= 2:
-    raise experiment.ConfigError("'student_dof' must be > 2 (finite variance)")
-  if c.num_steps % c.record_every:
-    raise experiment.ConfigError("'num_steps' must be a multiple of 'record_every'")
-  if c.sigma <= 0 or c.band_width <= 0 or c.learning_rate <= 0 or c.label_tolerance < 0:
-    raise experiment.ConfigError("'sigma', 'band_width', 'learning_rate' must be > 0, "
-                                 "'label_tolerance' ≥ 0")
-
-
 def tester_config(c) -> tl.TesterConfig:
   return tl.TesterConfig(
       sigma=c.sigma, learning_rate=c.learning_rate, num_steps=c.num_steps,
       batch_size=c.batch_size, record_every=c.record_every, band_width=c.band_width,
       moment_degree=c.moment_degree, label_tolerance=c.label_tolerance, level=c.level)
-
-
-def _unit(key, d):
-  v = jax.random.normal(key, (d,))
-  return v / jnp.linalg.norm(v)
 
 
 def sample_case(case_index: jax.Array, key: jax.Array, n: int, w_star, noise_direction, c):
@@ -132,24 +83,55 @@ def sample_case(case_index: jax.Array, key: jax.Array, n: int, w_star, noise_dir
   return jax.lax.switch(case_index, branches)
 
 
-def make_run_case(c):
-  """A compiled ``(case_index, keys) -> per-run results`` shared by every case."""
-  config = tester_config(c)
+class Draw(NamedTuple):
+  w_star: jax.Array
+  noise_direction: jax.Array
+  x: jax.Array
+  y: jax.Array
+  key_learner: jax.Array
+  key_eval: jax.Array
 
-  def one(case_index, key):
-    key_w, key_u, key_data, key_learner, key_eval = jax.random.split(key, 5)
-    w_star = _unit(key_w, c.dim)
-    u = _unit(key_u, c.dim)
-    u = u - (u @ w_star) * w_star
-    u = u / jnp.linalg.norm(u)
-    x, y = sample_case(case_index, key_data, c.num_samples, w_star, u, c)
-    out = tl.tester_learner(key_learner, x, y, config)
-    x_eval, y_eval = sample_case(case_index, key_eval, c.num_eval, w_star, u, c)
+
+def draw(case_index: jax.Array, key: jax.Array, c) -> Draw:
+  """One run's w*, Massart noise direction u ⊥ w*, sample and keys."""
+  key_w, key_u, key_data, key_learner, key_eval = jax.random.split(key, 5)
+  w_star = l2_normalize(jax.random.normal(key_w, (c.dim,)))
+  u = l2_normalize(jax.random.normal(key_u, (c.dim,)))
+  u = l2_normalize(u - (u @ w_star) * w_star)
+  x, y = sample_case(case_index, key_data, c.num_samples, w_star, u, c)
+  return Draw(w_star, u, x, y, key_learner, key_eval)
+
+
+def train(ctx: experiment.Context, c, keys: jax.Array) -> dict:
+  """PSGD for every (case, run) in one fit: candidates (cases, runs, C, d), curves."""
+  half = c.num_samples // 2
+
+  @jax.jit
+  def learning_split(case_index, case_keys):
+    runs = jax.vmap(lambda k: draw(case_index, k, c))(case_keys)
+    return {"key": runs.key_learner, "x": runs.x[:, :half], "y": runs.y[:, :half]}
+
+  splits = [learning_split(jnp.asarray(i), keys[i]) for i in range(len(CASES))]
+  runs = jax.tree.map(lambda *a: jnp.stack(a), *splits)
+  result = ctx.fit("psgd", tl.psgd_task(tester_config(c)), runs, c.num_steps, run_axes=2)
+  return {"candidates": tl.candidates(result.curves["w"], c.record_every),
+          "loss": result.curves["loss"]}
+
+
+def make_evaluate(c):
+  """A compiled ``(case_index, keys, candidates) -> per-run results`` for every case."""
+  config, half = tester_config(c), c.num_samples // 2
+
+  def one(case_index, key, candidate_ws):
+    run = draw(case_index, key, c)
+    out = tl.select_and_test(candidate_ws, run.x[half:], run.y[half:], config)
+    x_eval, y_eval = sample_case(case_index, run.key_eval, c.num_eval, run.w_star,
+                                 run.noise_direction, c)
     err = lambda w: tl.zero_one_error(w, x_eval, y_eval)
     error = err(out.w_hat)
-    opt = jnp.minimum(err(w_star), jnp.min(jax.vmap(err)(out.candidates)))
+    opt = jnp.minimum(err(run.w_star), jnp.min(jax.vmap(err)(candidate_ws)))
     return {"accept": out.accept, "excess": error - opt, "error": error, "opt": opt,
-            "angle": jnp.arccos(jnp.clip(out.w_hat @ w_star, -1.0, 1.0)),
+            "angle": jnp.arccos(jnp.clip(out.w_hat @ run.w_star, -1.0, 1.0)),
             "reject_t1_moments": out.reject_moments,
             "reject_t2_band_mass": out.reject_band_mass,
             "reject_t3a_band_moments": out.reject_band_moments,
@@ -157,24 +139,20 @@ def make_run_case(c):
             "band_mass": out.band_mass, "label_deviation": out.label_deviation}
 
   @jax.jit
-  def run_case(case_index, keys):
-    return jax.lax.map(lambda k: one(case_index, k), keys, batch_size=c.runs_per_batch)
+  def evaluate(case_index, keys, candidate_ws):
+    return jax.lax.map(lambda a: one(case_index, *a), (keys, candidate_ws),
+                       batch_size=c.runs_per_batch)
 
-  return lambda case, keys: {k: np.asarray(v) for k, v in
-                             run_case(jnp.asarray(CASES.index(case)), keys).items()}
+  return evaluate
 
 
 def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Outcome:
-  meter = ctx.progress("tester-learner cases", len(CASES), unit="cases")
-  run_case = make_run_case(c)
-  results = {}
-  for i, case in enumerate(CASES):
-    keys = ctx.seed_keys(f"tester_learner/{case}", c.num_seeds)
-    results[case] = ctx.stage(case, lambda: run_case(case, keys))
-    r = results[case]
-    ctx.logger.log(i, {"accept_rate": float(r["accept"].mean()),
-                       "bad_rate": float((r["excess"] > BAD_EXCESS).mean())}, run=case)
-    meter.update(i + 1, f"{case}: accept {r['accept'].mean():.2f}")
+  keys = jnp.stack([ctx.seed_keys(f"tester_learner/{case}", c.num_seeds) for case in CASES])
+  trained = ctx.stage("psgd", lambda: train(ctx, c, keys))
+  evaluate = make_evaluate(c)
+  results = {case: ctx.stage(case, lambda: {k: np.asarray(v) for k, v in evaluate(
+      jnp.asarray(i), keys[i], jnp.asarray(trained["candidates"][i])).items()})
+             for i, case in enumerate(CASES)}
 
   measured, details = {}, {}
   gauss = results["gaussian"]
@@ -192,16 +170,12 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
     passed = passed and bool((bad & r["accept"]).mean() <= MAX_BAD_ACCEPT_RATE)
   for case, r in results.items():
     details[case] = {name: float(np.mean(v)) for name, v in r.items()}
-  ctx.save_figure(plot(results))
+  ctx.save_figure(plot(results, trained["loss"]))
   return experiment.Outcome(measured=measured, passed=passed, details=details)
 
 
-def plot(results):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+def plot(results, loss):
+  fig, axes = figures.panels(3, width=5.5, height=4.2)
   names = list(results)
   rows = {"accept": lambda r: r["accept"],
           "bad (> opt+0.1)": lambda r: r["excess"] > BAD_EXCESS,
@@ -216,7 +190,7 @@ def plot(results):
                 width, label=label)
   axes[0].axhline(MIN_GOOD_ACCEPT_RATE, color="k", ls=":", lw=1)
   axes[0].axhline(MAX_BAD_ACCEPT_RATE, color="k", ls="--", lw=1)
-  axes[0].set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
+  axes[0].set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=15)
   axes[0].set(ylabel="fraction of runs", title="acceptance, bad outputs, per-test rejections")
   axes[0].legend(fontsize=7, ncol=2)
   for i, n in enumerate(names):
@@ -225,15 +199,17 @@ def plot(results):
     axes[1].scatter(jitter, r["excess"], c=np.where(r["accept"], "tab:green", "tab:red"), s=12)
   axes[1].axhline(BAD_EXCESS, color="k", ls="--", lw=1, label="opt + 0.1")
   axes[1].axhline(GOOD_EXCESS, color="gray", ls=":", lw=1, label="opt + 0.03")
-  axes[1].set_xticks(range(len(names)), names)
+  axes[1].set_xticks(range(len(names)), names, rotation=15)
   axes[1].set(ylabel="error − opt", title="runs (green = accepted, red = rejected)")
   axes[1].legend()
+  figures.plot_curves(axes[2], dict(zip(CASES, loss)), ylabel="surrogate loss (batch)",
+                      title="PSGD (learning split)")
   return fig
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="tester_learner", claim=CLAIM, get_config=get_config, run=run, quick=quick,
-    validate=validate, runtime_s=80,
+    paper_id="tester_learner", claim=CLAIM, get_config=configs.get_config, run=run,
+    quick=configs.quick, validate=configs.validate, runtime_s=80,
     headline=("gaussian_good_accept_rate", "heavy_tails_bad_accept_rate",
               "uniform_cube_bad_accept_rate", "band_barrier_bad_accept_rate"))
 

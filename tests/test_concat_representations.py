@@ -71,9 +71,3 @@ def test_probe_objective_of_cat_is_at_most_every_member_and_subset():
   single = float(cat.ridge_objective(cat.concat_features(model.apply, stacked, x, [0]),
                                      labels, K))
   assert full < single - 1e-3
-
-
-def test_quick_smoke(run_quick):
-  from experiments import rich_representations
-  with jax.enable_x64(False):
-    run_quick(rich_representations.EXPERIMENT)

@@ -10,7 +10,7 @@ import optax
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxrep.core import parallel, train
+from jaxrep.core import parallel, tasks, train
 from jaxrep.nn import Conv, SmallCNN, kernel_gradient
 
 conv_module = importlib.import_module("jaxrep.nn.conv")
@@ -160,12 +160,12 @@ def test_small_cnn_trains_the_same_in_collective_modes(mode):
   params = model.init(jax.random.PRNGKey(1), x[:1])
   final = {}
   for m in ("single", mode):
-    pstep = parallel.make_parallel_train_step(train.cross_entropy_loss(model.apply),
+    pstep = parallel.make_parallel_train_step(tasks.cross_entropy_loss_fn(model.apply),
                                               optax.sgd(0.1), m)
     state = pstep.place_state(train.init_train_state(params, optax.sgd(0.1),
                                                      jax.random.PRNGKey(0)))
     for _ in range(2):
-      state, _ = pstep(state, pstep.place_batch((x, y)))
+      state, _ = pstep(state, pstep.place_batch({"x": x, "y": y}))
     final[m] = pstep.fetch_state(state).params
   for a, b in zip(jax.tree_util.tree_leaves(final[mode]), jax.tree_util.tree_leaves(final["single"])):
     np.testing.assert_allclose(a, b, atol=1e-5)

@@ -56,8 +56,3 @@ def test_rule_beats_chance_with_many_environments():
       return df.causal_de_finetti_bivariate(s.x, s.y, truncate=False) == s.structure
     correct = jax.jit(lambda ks: jax.lax.map(one, ks))(keys)
   assert float(jnp.mean(correct)) >= 0.6
-
-
-def test_quick_mode_smoke(run_quick):
-  from experiments import causal_de_finetti
-  run_quick(causal_de_finetti.EXPERIMENT)

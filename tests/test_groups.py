@@ -1,6 +1,7 @@
-"""Samplers, actions and equivariance checks of ``jaxrep.symmetry`` (groups.py,
-equivariance.py): Haar laws by KS tests against theory, group laws, exact
-image warps and checks that fail on non-equivariant functions."""
+"""Samplers, actions, (sample, act) pairs and equivariance checks of
+``jaxrep.groups``: Haar laws by KS tests against theory, group laws, exact
+image warps, and checks (float and jittable) that fail on non-equivariant
+functions."""
 import itertools
 
 import jax
@@ -10,8 +11,8 @@ import pytest
 from scipy import ndimage as sp_ndimage
 from scipy import stats
 
-from jaxrep.symmetry import equivariance as eq
-from jaxrep.symmetry import groups
+from jaxrep import groups
+from jaxrep.groups import equivariance as eq
 
 P_MIN = 1e-3
 
@@ -29,9 +30,9 @@ def test_permutation_uniform_over_s3_and_inverse():
   assert stats.chisquare(counts).pvalue > P_MIN
   x = jax.random.normal(jax.random.PRNGKey(1), (4, 7, 2))
   perm = groups.sample_permutation(jax.random.PRNGKey(2), 7)
-  y = groups.permute(x, perm, axis=1)
+  y = groups.permute(perm, x, axis=1)
   np.testing.assert_array_equal(y[:, 3], x[:, int(perm[3])])
-  np.testing.assert_array_equal(groups.permute(y, groups.inverse_permutation(perm), axis=1), x)
+  np.testing.assert_array_equal(groups.permute(groups.inverse_permutation(perm), y, axis=1), x)
 
 
 # ---------------------------------------------------------------- SO(2), O(2)
@@ -112,12 +113,12 @@ def test_e3_action_group_law():
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 3))
     r1, t1 = groups.sample_e3(jax.random.PRNGKey(1), translation_scale=2.0)
     r2, t2 = groups.sample_e3(jax.random.PRNGKey(2))
-    composed = groups.apply_e3(groups.apply_e3(x, r1, t1), r2, t2)
-    np.testing.assert_allclose(composed, groups.apply_e3(x, r2 @ r1, r2 @ t1 + t2), atol=1e-12)
-    np.testing.assert_allclose(groups.apply_e3(x, r1, t1)[1, 4], r1 @ x[1, 4] + t1, atol=1e-12)
+    composed = groups.apply_e3((r2, t2), groups.apply_e3((r1, t1), x))
+    np.testing.assert_allclose(composed, groups.apply_e3((r2 @ r1, r2 @ t1 + t2), x), atol=1e-12)
+    np.testing.assert_allclose(groups.apply_e3((r1, t1), x)[1, 4], r1 @ x[1, 4] + t1, atol=1e-12)
     # Distances are invariant.
     d = jnp.linalg.norm(x[:, :, None] - x[:, None], axis=-1)
-    y = groups.apply_e3(x, r1, t1)
+    y = groups.apply_e3((r1, t1), x)
     np.testing.assert_allclose(jnp.linalg.norm(y[:, :, None] - y[:, None], axis=-1), d, atol=1e-12)
   ts = jax.vmap(lambda k: groups.sample_e3(k, 3.0)[1])(_keys(2000))
   assert stats.kstest(np.asarray(ts[:, 0]) / 3.0, "norm").pvalue > P_MIN
@@ -141,8 +142,8 @@ def test_affine_points_group_law():
     p = jax.random.normal(jax.random.PRNGKey(0), (5, 2))
     a1, a2 = groups.sample_gl2_plus(jax.random.PRNGKey(1)), groups.sample_sl2(jax.random.PRNGKey(2))
     t1, t2 = jnp.array([0.5, -1.0]), jnp.array([2.0, 0.25])
-    composed = groups.apply_affine_points(groups.apply_affine_points(p, a1, t1), a2, t2)
-    np.testing.assert_allclose(composed, groups.apply_affine_points(p, a2 @ a1, a2 @ t1 + t2),
+    composed = groups.apply_affine_points((a2, t2), groups.apply_affine_points((a1, t1), p))
+    np.testing.assert_allclose(composed, groups.apply_affine_points((a2 @ a1, a2 @ t1 + t2), p),
                                atol=1e-12)
 
 
@@ -154,16 +155,15 @@ def _image(seed=0, shape=(9, 9, 2)):
 
 def test_warp_identity_and_90_degree_rotations_are_exact():
   img = _image()
-  zero = jnp.zeros(2)
-  np.testing.assert_allclose(groups.affine_warp_image(img, jnp.eye(2), zero), img, atol=1e-6)
+  np.testing.assert_allclose(groups.warp_image(jnp.eye(2), img), img, atol=1e-6)
   with jax.enable_x64(True):
     img64 = jnp.asarray(np.asarray(img), jnp.float64)
     for k in range(1, 4):
-      rotated = groups.affine_warp_image(img64, groups.rotation_2d(k * np.pi / 2), zero)
+      rotated = groups.warp_image(groups.rotation_2d(k * np.pi / 2), img64)
       np.testing.assert_allclose(rotated, np.rot90(np.asarray(img64), k=k, axes=(0, 1)),
                                  atol=1e-12)
     # Integer translation shifts rows and columns, filling with zeros.
-    moved = groups.affine_warp_image(img64, jnp.eye(2), jnp.array([2.0, -1.0]))
+    moved = groups.affine_warp_image((jnp.eye(2), jnp.array([2.0, -1.0])), img64)
     expected = np.zeros_like(np.asarray(img64))
     expected[2:, :-1] = np.asarray(img64)[:-2, 1:]
     np.testing.assert_allclose(moved, expected, atol=1e-12)
@@ -175,7 +175,7 @@ def test_warp_matches_scipy_affine_transform():
     img = np.asarray(_image(1, (h, w, 1)), np.float64)
     a = np.asarray(groups.sample_gl2_plus(jax.random.PRNGKey(3), 0.3))
     t = np.array([0.7, -1.3])
-    ours = np.asarray(groups.affine_warp_image(jnp.asarray(img), jnp.asarray(a), jnp.asarray(t)))
+    ours = np.asarray(groups.affine_warp_image((jnp.asarray(a), jnp.asarray(t)), jnp.asarray(img)))
   c = np.array([(h - 1) / 2, (w - 1) / 2])
   inv = np.linalg.inv(a)
   ref = sp_ndimage.affine_transform(img[..., 0], inv, offset=c - inv @ (c + t), order=1,
@@ -199,8 +199,8 @@ def test_warp_moves_points_like_apply_affine_points():
   q = np.array([2, 7])
   img[q[0], q[1], 0] = 1.0
   a, t = groups.rotation_2d(np.pi / 2), jnp.array([1.0, -2.0])
-  out = np.asarray(groups.affine_warp_image(jnp.asarray(img), a, t))
-  target = np.asarray(groups.apply_affine_points(jnp.asarray(q - c, jnp.float32), a, t)) + c
+  out = np.asarray(groups.affine_warp_image((a, t), jnp.asarray(img)))
+  target = np.asarray(groups.apply_affine_points((a, t), jnp.asarray(q - c, jnp.float32))) + c
   assert np.unravel_index(out[..., 0].argmax(), (h, w)) == tuple(np.round(target).astype(int))
   assert out.max() == pytest.approx(1.0, abs=1e-5)
 
@@ -209,80 +209,145 @@ def test_warp_composes_for_rotations():
   with jax.enable_x64(True):
     img = jnp.asarray(np.asarray(_image(2, (8, 8, 3))), jnp.float64)
     r1, r2 = groups.rotation_2d(np.pi / 2), groups.rotation_2d(np.pi)
-    z = jnp.zeros(2)
-    twice = groups.affine_warp_image(groups.affine_warp_image(img, r1, z), r2, z)
-    np.testing.assert_allclose(twice, groups.affine_warp_image(img, r2 @ r1, z), atol=1e-12)
+    twice = groups.warp_image(r2, groups.warp_image(r1, img))
+    np.testing.assert_allclose(twice, groups.warp_image(r2 @ r1, img), atol=1e-12)
 
 
 # ---------------------------------------------------------------- sequences
 
 def test_shift_sequence_wrap_and_zero():
   x = jnp.arange(1.0, 9.0).reshape(1, 8)
-  np.testing.assert_array_equal(groups.shift_sequence(x, 3), np.roll(np.asarray(x), 3, axis=-1))
-  np.testing.assert_array_equal(groups.shift_sequence(groups.shift_sequence(x, 3), -5),
-                                groups.shift_sequence(x, -2))
-  np.testing.assert_array_equal(groups.shift_sequence(x, 2, mode="zero"),
+  np.testing.assert_array_equal(groups.shift_sequence(3, x), np.roll(np.asarray(x), 3, axis=-1))
+  np.testing.assert_array_equal(groups.shift_sequence(-5, groups.shift_sequence(3, x)),
+                                groups.shift_sequence(-2, x))
+  np.testing.assert_array_equal(groups.shift_sequence(2, x, mode="zero"),
                                 [[0, 0, 1, 2, 3, 4, 5, 6]])
-  np.testing.assert_array_equal(groups.shift_sequence(x, -3, mode="zero"),
+  np.testing.assert_array_equal(groups.shift_sequence(-3, x, mode="zero"),
                                 [[4, 5, 6, 7, 8, 0, 0, 0]])
-  traced = jax.jit(lambda s: groups.shift_sequence(x, s, mode="zero"))(jnp.array(2))
+  traced = jax.jit(lambda s: groups.shift_sequence(s, x, mode="zero"))(jnp.array(2))
   np.testing.assert_array_equal(traced, [[0, 0, 1, 2, 3, 4, 5, 6]])
   with pytest.raises(ValueError, match="mode"):
-    groups.shift_sequence(x, 1, mode="reflect")
+    groups.shift_sequence(1, x, mode="reflect")
 
 
 def test_scale_sequence_matches_numpy_interp():
   x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (3, 21)), np.float64)
   with jax.enable_x64(True):
     for factor in (0.5, 1.0, 1.7):
-      ours = np.asarray(groups.scale_sequence(jnp.asarray(x), factor))
+      ours = np.asarray(groups.scale_sequence(factor, jnp.asarray(x)))
       pos = np.arange(21.0)
       src = 10 + (pos - 10) / factor
       ref = np.stack([np.interp(src, pos, row, left=0.0, right=0.0) for row in x])
       np.testing.assert_allclose(ours, ref, atol=1e-12)
-    np.testing.assert_allclose(groups.scale_sequence(jnp.asarray(x), 1.0), x, atol=1e-12)
+    np.testing.assert_allclose(groups.scale_sequence(1.0, jnp.asarray(x)), x, atol=1e-12)
+
+
+# ---------------------------------------------------------------- (sample, act) pairs
+
+def test_pairs_act_as_group_actions():
+  """Every pair's action composes: act(g, act(h, x)) = act(gh, x) for the
+  matrix groups, and distances (O(d), E(3)) or multisets (S_n) are preserved."""
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
+    for group in (groups.SO3, groups.O3, groups.orthogonal_group(3)):
+      g, h = group.sample(jax.random.PRNGKey(1)), group.sample(jax.random.PRNGKey(2))
+      np.testing.assert_allclose(group.act(g, group.act(h, x)), group.act(g @ h, x), atol=1e-12)
+    for group in (groups.SO2, groups.O2):
+      g = group.sample(jax.random.PRNGKey(3))
+      np.testing.assert_allclose(jnp.linalg.norm(group.act(g, x[:, :2]), axis=-1),
+                                 jnp.linalg.norm(x[:, :2], axis=-1), atol=1e-12)
+    pdist = lambda y: jnp.linalg.norm(y[:, None] - y[None], axis=-1)
+    for group in (groups.E3, groups.similarity_group(2.0, 0.0)):
+      np.testing.assert_allclose(pdist(group.act(group.sample(jax.random.PRNGKey(4)), x)),
+                                 pdist(x), atol=1e-12)
+    perms = groups.permutation_group(5, axis=-1)
+    y = jnp.broadcast_to(x.T, (2, 3, 5))
+    moved = perms.act(perms.sample(jax.random.PRNGKey(5)), y)
+    assert not np.array_equal(moved, y)
+    np.testing.assert_array_equal(jnp.sort(moved, axis=-1), jnp.sort(y, axis=-1))
+    seq = jnp.arange(8.0)
+    shifts = groups.shift_group(3)
+    s = shifts.sample(jax.random.PRNGKey(6))
+    assert abs(int(s)) <= 3
+    np.testing.assert_array_equal(shifts.act(-s, shifts.act(s, seq)), seq)
+    scales = groups.scale_group(0.3)
+    a = float(scales.sample(jax.random.PRNGKey(7)))
+    assert np.exp(-0.3) <= a <= np.exp(0.3)
+    images = groups.image_group(groups.sample_so2)
+    img = jnp.asarray(np.asarray(_image(4, (9, 9, 1))), jnp.float64)
+    assert images.act(images.sample(jax.random.PRNGKey(8)), img).shape == img.shape
+    p, v = x, jax.random.normal(jax.random.PRNGKey(9), (5, 3))
+    r, t = groups.sample_e3(jax.random.PRNGKey(10))
+    moved_p, moved_v = groups.apply_e3_with_vectors((r, t), (p, v))
+    np.testing.assert_allclose(moved_p, p @ r.T + t, atol=1e-12)
+    np.testing.assert_allclose(moved_v, v @ r.T, atol=1e-12)
 
 
 # ---------------------------------------------------------------- equivariance checks
 
-def _rotate(r, x):
-  return x @ r.T
+def _equivariant(x):  # O(3)-equivariant and permutation-equivariant
+  return x * jnp.linalg.norm(x, axis=-1, keepdims=True) + x.mean(0)
+
+
+def _biased(x):
+  return _equivariant(x) + jnp.array([1.0, 0.0, 0.0])
 
 
 def test_equivariance_error_zero_for_equivariant_and_positive_otherwise():
   with jax.enable_x64(True):
     x = jax.random.normal(jax.random.PRNGKey(0), (6, 3))
     key = jax.random.PRNGKey(1)
-
-    def equivariant(x):  # O(3)-equivariant and permutation-equivariant
-      return x * jnp.linalg.norm(x, axis=-1, keepdims=True) + x.mean(0)
-
-    def biased(x):
-      return equivariant(x) + jnp.array([1.0, 0.0, 0.0])
-
-    err = eq.assert_equivariant(equivariant, groups.sample_o3, _rotate, _rotate, x, key)
+    o3 = groups.O3
+    err = eq.assert_equivariant(_equivariant, o3.sample, o3.act, o3.act, x, key)
     assert err < 1e-12
-    assert eq.equivariance_error(biased, groups.sample_o3, _rotate, _rotate, x, key) > 1e-2
+    assert eq.equivariance_error(_biased, o3.sample, o3.act, o3.act, x, key) > 1e-2
     with pytest.raises(AssertionError, match="not equivariant"):
-      eq.assert_equivariant(biased, groups.sample_o3, _rotate, _rotate, x, key)
+      eq.assert_equivariant(_biased, o3.sample, o3.act, o3.act, x, key)
     # Invariance: norms are invariant, coordinates are not.
-    eq.assert_invariant(lambda x: jnp.linalg.norm(x, axis=-1), groups.sample_o3, _rotate, x, key)
+    eq.assert_invariant(lambda x: jnp.linalg.norm(x, axis=-1), o3.sample, o3.act, x, key)
     with pytest.raises(AssertionError):
-      eq.assert_invariant(lambda x: x[:, 0], groups.sample_so3, _rotate, x, key)
+      eq.assert_invariant(lambda x: x[:, 0], groups.sample_so3, groups.rotate_points, x, key)
+
+
+def test_equivariance_residual_is_jittable_differentiable_and_vanishes_exactly():
+  """The array-valued form: zero for an equivariant map, positive otherwise,
+  equal to its Python-loop definition, and usable as a regulariser under jit/grad."""
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.PRNGKey(0), (6, 3))
+    key = jax.random.PRNGKey(1)
+    o3 = groups.O3
+    residual = jax.jit(lambda x, key: eq.equivariance_residual(
+        _equivariant, o3.sample, o3.act, o3.act, x, key, num_samples=5))
+    value = residual(x, key)
+    assert value.shape == () and float(value) < 1e-25
+    biased = eq.equivariance_residual(_biased, o3.sample, o3.act, o3.act, x, key, num_samples=5)
+    expected = np.mean([np.mean((np.asarray(_biased(o3.act(g, x)))
+                                 - np.asarray(o3.act(g, _biased(x)))) ** 2)
+                        for g in (o3.sample(k) for k in jax.random.split(key, 5))])
+    assert float(biased) == pytest.approx(expected, rel=1e-10) and expected > 1e-2
+    # As a regulariser: the gradient in a bias parameter points back to zero.
+    penalty = lambda b: eq.equivariance_residual(lambda y: _equivariant(y) + b, o3.sample, o3.act,
+                                                 o3.act, x, key, num_samples=5)
+    b = jnp.array([1.0, 0.0, 0.0])
+    grad = jax.jit(jax.grad(penalty))(b)
+    assert float(penalty(b - 0.1 * grad)) < float(penalty(b))
+    invariant = eq.invariance_residual(lambda y: jnp.linalg.norm(y, axis=-1), o3.sample, o3.act,
+                                       x, key, num_samples=3)
+    assert float(invariant) < 1e-25
 
 
 def test_assert_equivariant_permutations_and_pytrees():
   x = jax.random.normal(jax.random.PRNGKey(0), (7, 4))
   w = jax.random.normal(jax.random.PRNGKey(1), (4, 4))
   dense = jax.random.normal(jax.random.PRNGKey(2), (28, 28))
-  sample = lambda k: groups.sample_permutation(k, 7)
-  act = lambda p, x: groups.permute(x, p)
+  perms = groups.permutation_group(7)
   deep_set = lambda x: {"nodes": jnp.tanh(x @ w + x.sum(0)), "pooled": x.max(0)}
-  act_out = lambda p, y: {"nodes": groups.permute(y["nodes"], p), "pooled": y["pooled"]}
-  eq.assert_equivariant(deep_set, sample, act, act_out, x, jax.random.PRNGKey(3), atol=1e-5)
+  act_out = lambda p, y: {"nodes": groups.permute(p, y["nodes"]), "pooled": y["pooled"]}
+  eq.assert_equivariant(deep_set, perms.sample, perms.act, act_out, x, jax.random.PRNGKey(3),
+                        atol=1e-5)
   flat_mlp = lambda x: (x.reshape(-1) @ dense).reshape(7, 4)
   with pytest.raises(AssertionError):
-    eq.assert_equivariant(flat_mlp, sample, act, act, x, jax.random.PRNGKey(3))
+    eq.assert_equivariant(flat_mlp, perms.sample, perms.act, perms.act, x, jax.random.PRNGKey(3))
 
 
 def test_assert_equivariant_on_images_with_90_degree_rotations():
@@ -291,7 +356,7 @@ def test_assert_equivariant_on_images_with_90_degree_rotations():
   with jax.enable_x64(True):
     img = jnp.asarray(np.asarray(_image(3, (9, 9, 1))), jnp.float64)
     sample = lambda k: groups.rotation_2d(jax.random.randint(k, (), 1, 4) * jnp.pi / 2)
-    act = lambda a, im: groups.affine_warp_image(im, a, jnp.zeros(2))
+    act = groups.warp_image
     eq.assert_equivariant(jnp.square, sample, act, act, img, jax.random.PRNGKey(0))
     kernel = jnp.array([[0.0, 1.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
     conv = lambda im: jax.scipy.signal.correlate2d(im[..., 0], kernel, mode="same")[..., None]

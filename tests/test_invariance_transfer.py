@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import invariance_transfer as it_experiment
+from jaxrep import groups
+from jaxrep.nn import PatchConv2D
 from jaxrep.data import transforms2d as t2d
-from jaxrep.symmetry import groups
 from jaxrep.symmetry import invariance_transfer as inv
 
 
@@ -112,8 +112,8 @@ def test_transformations_match_their_definitions():
   subkey = lambda name: jax.random.split(key, len(t2d.TRANSFORMS))[t2d.TRANSFORMS.index(name)]
   rotated = _apply(key, proto, mask("rotate"))
   theta = jax.random.uniform(subkey("rotate"), (), minval=0.0, maxval=2 * jnp.pi)
-  np.testing.assert_allclose(rotated, groups.affine_warp_image(proto, groups.rotation_2d(theta),
-                                                               jnp.zeros(2)), atol=1e-6)
+  np.testing.assert_allclose(rotated, groups.warp_image(groups.rotation_2d(theta), proto),
+                             atol=1e-6)
   inverted = np.asarray(_apply(key, proto, mask("invert")))
   assert (np.allclose(inverted[..., :3], 1 - np.asarray(proto[..., :3]), atol=1e-6)
           or np.array_equal(inverted, proto))
@@ -130,7 +130,7 @@ def test_transformations_match_their_definitions():
 
 def test_transform_sets_are_disjoint_with_one_type_per_category():
   for seed in range(5):
-    target, disjoint = it_experiment.draw_transform_sets(seed)
+    target, disjoint = inv.draw_transform_sets(seed)
     assert not set(target) & set(disjoint)
     for names in t2d.CATEGORIES.values():
       assert sum(n in names for n in target) == 1 and sum(n in names for n in disjoint) == 1
@@ -139,7 +139,7 @@ def test_transform_sets_are_disjoint_with_one_type_per_category():
 def test_patch_conv_equals_flax_conv():
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 3))
   for stride in (1, 2):
-    patch = it_experiment.PatchConv2D(5, stride)
+    patch = PatchConv2D(5, stride)
     params = patch.init(jax.random.PRNGKey(1), x)
     kernel = params["params"]["Dense_0"]["kernel"].reshape(3, 3, 3, 5)
     bias = params["params"]["Dense_0"]["bias"]
@@ -148,5 +148,13 @@ def test_patch_conv_equals_flax_conv():
     np.testing.assert_allclose(patch.apply(params, x), reference, atol=1e-5)
 
 
-def test_quick_experiment(run_quick):
-  run_quick(it_experiment.EXPERIMENT)
+
+def test_classifier_head_reads_the_encoder_features():
+  model = inv.Classifier(width=3, num_classes=7)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (5, 8, 8, 3))
+  params = model.init(jax.random.PRNGKey(1), x)
+  features = model.apply(params, x, method=inv.Classifier.features)
+  assert features.shape == (5, 12) and (features >= 0).all()   # 4·width, ReLU then mean
+  head = params["params"]["head"]
+  np.testing.assert_allclose(model.apply(params, x), features @ head["kernel"] + head["bias"],
+                             rtol=1e-5, atol=1e-6)

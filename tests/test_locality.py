@@ -54,10 +54,10 @@ def test_bayes_error_matches_full_dimensional_estimate():
 def _train_predictions(kind, x, y, params, steps=40, lr=0.5):
   model = locality.PatchNet(kind, channels=3)
   optimizer = locality.gradient_descent(lr)
-  step = train.make_train_step(locality.make_loss(model), optimizer)
+  step = train.make_train_step(locality.logistic_loss_fn(model), optimizer)
   state = train.init_train_state(params, optimizer, jax.random.PRNGKey(0))
   for _ in range(steps):
-    state, _ = step(state, (x, y, None))
+    state, _ = step(state, {"x": x, "y": y})
   return model.apply(state.params, x)
 
 
@@ -141,12 +141,12 @@ def test_masked_loss_trains_like_the_first_n_samples(kind):
   x, y = dsd_sample(jax.random.PRNGKey(1), 64, 4, signal)
   model = locality.PatchNet(kind, 3)
   params = model.init(jax.random.PRNGKey(2), x[:1])
-  loss_fn = locality.make_loss(model)
+  loss_fn = locality.logistic_loss_fn(model)
   n = 23
   mask = (jnp.arange(64) < n).astype(jnp.float32)
-  (masked, _), masked_grad = jax.value_and_grad(loss_fn, has_aux=True)(params, (x, y, mask), None)
-  (alone, _), alone_grad = jax.value_and_grad(loss_fn, has_aux=True)(params, (x[:n], y[:n], None),
-                                                                     None)
+  value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
+  (masked, _), masked_grad = value_and_grad(params, {"x": x, "y": y, "mask": mask}, None)
+  (alone, _), alone_grad = value_and_grad(params, {"x": x[:n], "y": y[:n]}, None)
   np.testing.assert_allclose(masked, alone, rtol=1e-6)
   for a, b in zip(jax.tree_util.tree_leaves(masked_grad), jax.tree_util.tree_leaves(alone_grad)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

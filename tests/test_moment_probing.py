@@ -1,14 +1,15 @@
 """Moment probing: MHC³ against a NumPy transcription of the official head,
 token-permutation invariance, the exact reduction to half a linear probe, the
-covariance-task sampler, and a quick-mode smoke test."""
+covariance-task sampler, and training under ``fit`` sharded over 8 devices."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
+from jaxrep import groups
+from jaxrep.nn import l2_normalize
 from jaxrep.probe import moment_probing as mp
-from jaxrep.symmetry import equivariance, groups
 
 N, T, D, C = 3, 10, 12, 5
 HIDDEN, HEADS = 32, 4  # heads of 8 channels: 8 → 3 → 1 after the two convolutions
@@ -83,12 +84,9 @@ def test_mhc3_feature_count_matches_official_geometry():
 def test_moment_probe_is_invariant_to_token_permutations():
   probe, params, cls, tokens = _probe()
 
-  def act(perm, tok):
-    return groups.permute(tok, perm, axis=1)
-
-  equivariance.assert_invariant(lambda tok: probe.apply(params, cls, tok),
-                                lambda key: groups.sample_permutation(key, T), act, tokens,
-                                jax.random.PRNGKey(4), num_samples=6, atol=1e-5)
+  tokens_perm = groups.permutation_group(T, axis=1)
+  groups.assert_invariant(lambda tok: probe.apply(params, cls, tok), *tokens_perm, tokens,
+                          jax.random.PRNGKey(4), num_samples=6, atol=1e-5)
 
 
 def test_moment_probe_is_not_invariant_to_permuting_channels():
@@ -115,7 +113,7 @@ def test_cross_covariance_and_column_normalisation_match_numpy():
   a, b = rng.normal(size=(2, 7, 3)), rng.normal(size=(2, 7, 4))
   cov = np.asarray(mp.cross_covariance(jnp.asarray(a), jnp.asarray(b)))
   np.testing.assert_allclose(cov, np.einsum("nti,ntj->nij", a, b) / 7, rtol=1e-5)
-  unit = np.asarray(mp.normalize_columns(jnp.asarray(cov)))
+  unit = np.asarray(l2_normalize(jnp.asarray(cov), axis=-2))
   np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-5)
   np.testing.assert_allclose(unit * np.linalg.norm(cov, axis=1, keepdims=True), cov, rtol=1e-5)
 
@@ -128,9 +126,8 @@ def test_split_cls():
 
 
 def test_covariance_task_sampler_statistics():
-  from experiments import moment_probing as exp
-  covs = exp.class_covariances(4, 10, 0.5)
-  tokens, y = exp.covariance_tokens(jax.random.PRNGKey(0), 800, 16, covs)
+  covs = mp.class_covariances(4, 10, 0.5)
+  tokens, y = mp.covariance_tokens(jax.random.PRNGKey(0), 800, 16, covs)
   tokens, y = np.asarray(tokens, np.float64), np.asarray(y)
   assert stats.chisquare(np.bincount(y, minlength=4)).pvalue > 1e-3
   for c in range(4):
@@ -142,15 +139,41 @@ def test_covariance_task_sampler_statistics():
 
 
 def test_gaussian_oracle_beats_chance_and_first_moment_is_uninformative():
-  from experiments import moment_probing as exp
-  covs = exp.class_covariances(4, 8, 0.5)
-  tokens, y = exp.covariance_tokens(jax.random.PRNGKey(1), 600, 32, covs)
-  assert float(exp.gaussian_oracle_accuracy(tokens, y, covs)) > 0.85
+  covs = mp.class_covariances(4, 8, 0.5)
+  tokens, y = mp.covariance_tokens(jax.random.PRNGKey(1), 600, 32, covs)
+  assert float(mp.gaussian_oracle_accuracy(tokens, y, covs)) > 0.85
   means = np.asarray(tokens.mean(1))
   by_class = [means[np.asarray(y) == c] for c in range(4)]
   assert stats.f_oneway(*[m[:, 0] for m in by_class]).pvalue > 1e-3
 
 
-def test_quick_mode_smoke(run_quick):
-  from experiments import moment_probing as exp
-  run_quick(exp.EXPERIMENT)
+def test_moment_probe_trains_the_same_sharded_over_eight_devices_as_on_one():
+  """MHC³'s ``jaxrep.nn.Conv`` (a custom VJP) under ``fit``'s vmap with the runs
+  sharded over the ``seed`` axis of 8 devices (3 runs, padded) gives the states of
+  the same runs trained on one device."""
+  from jaxrep.core import fit as fit_lib
+  from jaxrep.core import tasks
+  from jaxrep.core.parallel import make_mesh
+  import optax
+
+  probe = mp.MomentProbe(C, HIDDEN, HEADS)
+  cls, tokens = _inputs()
+  labels = jnp.arange(N) % C
+  task = tasks.classifier_task(lambda key, x: probe.init(key, *x),
+                               lambda params, x: probe.apply(params, *x),
+                               optax.sgd(0.5), batch_size=None)
+  runs = {"key": jax.random.split(jax.random.PRNGKey(4), 3)}
+  data = {"examples": {"x": (cls, tokens), "y": labels}}
+  assert jax.device_count() == 8
+  sharded = fit_lib.fit(task, runs, 5, data=data, progress=False)
+  single = fit_lib.fit(task, runs, 5, data=data, progress=False,
+                       mesh=make_mesh(num_data=1, num_seed=1))
+  assert sharded.layout["state_devices"] == 8 and sharded.layout["padded_runs"] == 5
+  kernel = sharded.state.params["params"]["mhc3"]["Conv_0"]["kernel"]
+  assert kernel.shape[0] == 3
+  start = jax.vmap(lambda k: probe.init(jax.random.split(k)[0], cls, tokens))(runs["key"])
+  moved = np.abs(np.asarray(kernel) - np.asarray(start["params"]["mhc3"]["Conv_0"]["kernel"]))
+  assert moved.min(axis=tuple(range(1, moved.ndim))).max() > 0  # every run's conv trained
+  for a, b in zip(jax.tree.leaves(sharded.state.params), jax.tree.leaves(single.state.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(sharded.curves["loss"], single.curves["loss"], rtol=1e-5)

@@ -34,7 +34,7 @@ def _problem():
 
   model = MLP()
 
-  def loss_fn(params, batch, rng):
+  def loss_fn(params, batch, rng, axis_name=None):
     del rng
     x, y = batch
     logits = model.apply(params, x)

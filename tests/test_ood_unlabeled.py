@@ -1,6 +1,8 @@
 """RSS training: the closed-form inner sup vs grid searches, φ_γ ≥ ℓ and φ_γ → ℓ,
 rotation invariance and gradients of the objective, the sampler and the exact
-accuracy, and a quick-mode smoke test."""
+accuracy, and RSS trained through ``fit`` beating ERM."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +10,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from jaxrep.causal import robust_self_supervised as rss
+from jaxrep.core import fit
 
 
 def _random_cases(key, num):
@@ -81,17 +84,19 @@ def _batch(key, m=8, n=30, d=6):
   y = jnp.where(jnp.arange(m) % 2 == 0, 1.0, -1.0)
   xu = jax.random.normal(k2, (n, d))
   theta = jax.random.normal(k3, (d,))
-  return theta, (x, y, xu, jnp.full((n,), 1.0 / n))
+  return theta, {"x": x, "y": y, "x_unlabeled": xu, "w_unlabeled": jnp.full((n,), 1.0 / n)}
 
 
 HP = dict(gamma=0.7, gamma_unlabeled=0.2, lam=2.0, weight_decay=0.05)
 
 
 def test_objective_is_rotation_invariant_and_decomposes():
-  theta, (x, y, xu, wu) = _batch(jax.random.PRNGKey(2))
+  theta, batch = _batch(jax.random.PRNGKey(2))
+  x, y, xu = batch["x"], batch["y"], batch["x_unlabeled"]
   q, _ = jnp.linalg.qr(jax.random.normal(jax.random.PRNGKey(3), (6, 6)))
-  value = rss.rss_objective(theta, (x, y, xu, wu), **HP)
-  rotated = rss.rss_objective(q @ theta, (x @ q.T, y, xu @ q.T, wu), **HP)
+  value = rss.rss_objective(theta, batch, **HP)
+  rotated = rss.rss_objective(q @ theta, {**batch, "x": x @ q.T, "x_unlabeled": xu @ q.T},
+                              **HP)
   np.testing.assert_allclose(value, rotated, rtol=1e-5)
   s = jnp.linalg.norm(theta)
   by_hand = (jnp.mean(rss.robust_truncated_hinge(y * (x @ theta), s, 0.7))
@@ -99,7 +104,7 @@ def test_objective_is_rotation_invariant_and_decomposes():
              + 0.05 * s ** 2)
   np.testing.assert_allclose(value, by_hand, rtol=1e-5)
   # pseudo-labels: flipping the sign of an unlabeled point changes nothing
-  flipped = rss.rss_objective(theta, (x, y, xu.at[:5].multiply(-1), wu), **HP)
+  flipped = rss.rss_objective(theta, {**batch, "x_unlabeled": xu.at[:5].multiply(-1)}, **HP)
   np.testing.assert_allclose(value, flipped, rtol=1e-6)
 
 
@@ -133,17 +138,21 @@ def test_sampler_and_exact_accuracy():
 
 
 def test_rss_uses_unlabeled_cluster_structure():
-  """A small instance: with many unlabeled samples RSS beats ERM clearly."""
-  from experiments import ood_unlabeled
-  c = ood_unlabeled.get_config()
-  c.dim, c.num_steps = 50, 200
+  """A small instance trained through ``fit``: with many unlabeled samples RSS
+  (from the ERM solution) beats ERM clearly."""
+  hp = dict(gamma=1.0, gamma_unlabeled=0.03, lam=5.0, weight_decay=0.0)
   keys = jax.random.split(jax.random.PRNGKey(6), 4)
-  out = jax.vmap(lambda k: rss.rss_trial(k, dim=50, num_labeled=10, num_unlabeled=2000,
-                                         alpha=0.5, std=1.0, hp=c))(keys)
-  assert float(jnp.mean(out["rss"] - out["erm"])) > 0.05
-  assert bool(jnp.all(out["rss"] <= out["bayes"] + 1e-6))
-
-
-def test_quick_mode_smoke(run_quick):
-  from experiments import ood_unlabeled
-  run_quick(ood_unlabeled.EXPERIMENT)
+  problems = jax.vmap(lambda k: rss.sample_problem(k, dim=50, num_labeled=10,
+                                                   num_unlabeled=2000, alpha=0.5,
+                                                   std=1.0))(keys)
+  train = lambda objective, theta0: fit.fit(
+      rss.linear_gd_task(objective, learning_rate=0.5, momentum=0.9),
+      {"theta0": theta0, "batch": problems["batch"]}, 200, progress=False
+  ).state.params["theta"]
+  erm = train(functools.partial(rss.erm_objective, weight_decay=0.0), jnp.zeros((4, 50)))
+  robust = train(functools.partial(rss.rss_objective, **hp), erm)
+  accuracy = jax.vmap(rss.population_accuracy)
+  gain = accuracy(robust, problems["mean"]) - accuracy(erm, problems["mean"])
+  assert float(jnp.mean(gain)) > 0.05
+  bayes = jax.vmap(rss.bayes_accuracy)(problems["mean"])
+  assert bool(jnp.all(accuracy(robust, problems["mean"]) <= bayes + 1e-6))

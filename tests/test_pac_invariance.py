@@ -70,8 +70,3 @@ def test_population_coefficients_match_ols_on_many_samples():
   np.testing.assert_allclose(beta, ols, atol=1e-2)
   np.testing.assert_allclose(np.asarray(sub)[:3], beta, atol=1e-10)
   assert float(sub[3]) == 0.0
-
-
-def test_quick_mode_smoke(run_quick):
-  from experiments import pac_invariance
-  run_quick(pac_invariance.EXPERIMENT)

@@ -26,8 +26,8 @@ class MLP(nn.Module):
     return nn.Dense(self.features)(nn.relu(nn.Dense(32)(x)))
 
 
-def classifier_loss(params, batch, rng):
-  del rng
+def classifier_loss(params, batch, rng, axis_name=None):
+  del rng, axis_name
   x, y = batch
   logits = MLP(5).apply(params, x)
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
@@ -169,6 +169,40 @@ def test_guards_fail_before_compiling_in_one_line():
   seeds = parallel.make_seed_parallel_step(step, parallel.make_mesh(num_data=2, num_seed=4))
   states = jax.tree_util.tree_map(lambda l: jnp.stack([l] * 3), params)
   _one_line_config_error(lambda: seeds.place_state(states), "3", "seed")
+
+
+def _l2(params, batch, rng, axis_name=None):
+  del batch, rng, axis_name  # a function of the parameters: the same on every shard
+  return sum(jnp.sum(w ** 2) for w in jax.tree_util.tree_leaves(params)), {}
+
+
+def test_composed_infonce_keeps_global_negatives_in_every_mode():
+  """InfoNCE + a regulariser through weighted_sum: the sum forwards the data axis,
+  so on 8 devices the loss and the step equal the 1-device global-batch ones."""
+  infonce, params, views = _contrastive_problem()
+  composed = train.weighted_sum({"infonce": (1.0, infonce), "l2": (1e-3, _l2)})
+  reference, ref_metrics = _one_step("single", composed, params, views)
+  z = [MLP(8).apply(params, v) for v in views]
+  expected = float(infonce_loss(z[0], z[1], 0.2))
+  assert abs(float(ref_metrics["infonce"]) - expected) < 1e-5
+  for mode in ("jit", "shard_map", "pmap"):
+    state, metrics = _one_step(mode, composed, params, views, parallel.make_mesh())
+    assert abs(float(metrics["infonce"]) - expected) < 1e-5, mode
+    assert _max_diff(state.params, reference.params) <= TOL, mode
+
+
+def test_a_wrapper_that_drops_the_axis_is_refused_in_per_shard_layouts():
+  """mutation caught: a lambda around InfoNCE (or a combinator) that drops
+  axis_name would train with per-device negatives; it must raise instead."""
+  infonce, params, views = _contrastive_problem()
+  wrapped = lambda p, b, r: infonce(p, b, r)  # noqa: E731
+  for mode in ("shard_map", "pmap"):
+    _one_line_config_error(
+        lambda: parallel.make_parallel_train_step(wrapped, optax.sgd(0.1), mode), "axis_name")
+    with pytest.raises(ConfigError, match="axis_name"):
+      train.weighted_sum({"w": (1.0, wrapped)})(params, views, jax.random.PRNGKey(0),
+                                               axis_name="data")
+  state, _ = _one_step("jit", wrapped, params, views, parallel.make_mesh())  # global batch: fine
 
 
 def test_collective_modes_work_on_a_smaller_mesh():

@@ -64,8 +64,3 @@ def test_control_function_prediction_with_known_components():
     nu = model.apply(params, mean_phi + v, method=rep4ex.AdditiveOutcome.structural).mean()
     kappa = model.apply(params, v, method=rep4ex.AdditiveOutcome.control).mean()
     assert float(pred[i]) == pytest.approx(float(nu + kappa), rel=1e-5)
-
-
-def test_quick_mode_smoke(run_quick):
-  from experiments import rep4ex as rep4ex_experiment
-  run_quick(rep4ex_experiment.EXPERIMENT)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from experiments import soft_equivariance as se_experiment
-from jaxrep.symmetry import equivariance as eq
-from jaxrep.symmetry import groups
+from jaxrep import groups
+from jaxrep.groups import equivariance as eq
 from jaxrep.symmetry import soft_equivariance as se
 
 REP_IN = se.TensorRep((2, 2, 1))

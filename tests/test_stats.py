@@ -1,10 +1,15 @@
-"""jaxrep.stats: kernels, HSIC, MMR and the KCI test against NumPy references."""
+"""jaxrep.stats: kernels, HSIC, MMR and the KCI test against NumPy / scikit-learn
+references; each reference fixes the normalisation, so a wrong one fails."""
+import itertools
+
 import numpy as np
 import pytest
 import jax
 import jax.numpy as jnp
 from scipy import stats as sps
-from scipy.spatial.distance import pdist
+from scipy.spatial.distance import pdist, squareform
+from sklearn.metrics.pairwise import rbf_kernel as sklearn_rbf_kernel
+from sklearn.preprocessing import KernelCenterer
 
 from jaxrep import stats
 from jaxrep.stats import kci
@@ -87,6 +92,74 @@ def test_hsic_biased_and_unbiased_match_numpy():
   with jax.enable_x64(True):
     assert float(stats.hsic_biased(jnp.asarray(kx), jnp.asarray(ky))) == pytest.approx(biased, rel=1e-10)
     assert float(stats.hsic_unbiased(jnp.asarray(kx), jnp.asarray(ky))) == pytest.approx(unbiased, rel=1e-10)
+
+
+def test_median_bandwidths_distinct_pairs_and_with_diagonal():
+  """σ² = median of the n(n−1)/2 distinct squared distances, or of all n² entries
+  (n zeros included): two conventions, two names, different values."""
+  x = np.random.default_rng(3).normal(size=(10, 4))
+  sq = pdist(x, "sqeuclidean")
+  with jax.enable_x64(True):
+    distinct = float(stats.median_bandwidth(jnp.asarray(x)))
+    with_diagonal = float(stats.median_bandwidth_with_diagonal(jnp.asarray(x)))
+  assert distinct == pytest.approx(np.sqrt(np.median(sq)), rel=1e-10)
+  assert with_diagonal == pytest.approx(np.sqrt(np.median(squareform(sq))), rel=1e-10)
+  assert with_diagonal < 0.95 * distinct
+
+
+def test_rbf_and_linear_kernels_match_sklearn_and_numpy():
+  rng = np.random.default_rng(4)
+  x, y = rng.normal(size=(15, 3)), rng.normal(size=(9, 3))
+  with jax.enable_x64(True):
+    k = np.asarray(stats.rbf_kernel(jnp.asarray(x), jnp.asarray(y), bandwidth=1.3))
+    lin = np.asarray(stats.linear_kernel(jnp.asarray(x), jnp.asarray(y)))
+  np.testing.assert_allclose(k, sklearn_rbf_kernel(x, y, gamma=1 / (2 * 1.3**2)), rtol=1e-12)
+  np.testing.assert_allclose(lin, x @ y.T, rtol=1e-12)
+
+
+def test_center_kernel_is_idempotent_and_matches_sklearn():
+  x = np.random.default_rng(5).normal(size=(12, 3))
+  with jax.enable_x64(True):
+    k = stats.rbf_kernel(jnp.asarray(x))
+    centred = stats.center_kernel(k)
+    np.testing.assert_allclose(stats.center_kernel(centred), centred, atol=1e-14)
+  np.testing.assert_allclose(centred, KernelCenterer().fit_transform(np.asarray(k)), atol=1e-14)
+  np.testing.assert_allclose(np.asarray(centred).sum(0), 0.0, atol=1e-13)
+
+
+def test_hsic_unbiased_is_the_u_statistic():
+  """HSIC_u = (n)₄⁻¹ Σ_{i,j,q,r distinct} [K_ij L_ij + K_ij L_qr − 2 K_ij L_iq]."""
+  rng = np.random.default_rng(6)
+  x, y = rng.normal(size=(7, 3)), rng.normal(size=(7, 2))
+  kx, ky = x @ x.T, _np_gauss(y, 0.7)
+  n = 7
+  total = 0.0
+  for i, j, q, r in itertools.permutations(range(n), 4):
+    total += kx[i, j] * ky[i, j] + kx[i, j] * ky[q, r] - 2 * kx[i, j] * ky[i, q]
+  with jax.enable_x64(True):
+    assert float(stats.hsic_unbiased(jnp.asarray(kx), jnp.asarray(ky))) == pytest.approx(
+        total / (n * (n - 1) * (n - 2) * (n - 3)), rel=1e-10)
+
+
+def test_hsic_of_independent_samples_is_zero_in_expectation():
+  """Over 500 independent (X, Y) draws: mean HSIC_u ≈ 0 (unbiased), and mean HSIC_b
+  matches its exact bias E[tr K̃] E[tr L̃] / (n²(n − 1)) within 3 standard errors
+  (a 1/(n − 1)² normalisation would be 4 standard errors off)."""
+  n, reps = 30, 500
+
+  def draw(key):
+    k1, k2 = jax.random.split(key)
+    k = stats.rbf_kernel(jax.random.normal(k1, (n, 2)))
+    l = stats.rbf_kernel(jax.random.laplace(k2, (n, 1)))
+    return (stats.hsic_unbiased(k, l), stats.hsic_biased(k, l),
+            jnp.trace(stats.center_kernel(k)), jnp.trace(stats.center_kernel(l)))
+
+  with jax.enable_x64(True):
+    keys = jax.random.split(jax.random.PRNGKey(0), reps)
+    u, b, trace_k, trace_l = map(np.asarray, jax.jit(jax.vmap(draw))(keys))
+  assert abs(u.mean()) < 3 * u.std() / np.sqrt(reps)
+  bias = trace_k.mean() * trace_l.mean() / (n**2 * (n - 1))
+  assert abs(b.mean() - bias) < 3 * b.std() / np.sqrt(reps)
 
 
 def test_mmr_matches_double_sum():

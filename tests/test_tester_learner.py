@@ -1,5 +1,5 @@
 """Tester-learner for halfspaces: the surrogate and its sphere gradient, the
-testers' size and power, the samplers' moments and noise, and a smoke test."""
+testers' size and power, the samplers' moments and noise, and PSGD through ``fit``."""
 import math
 
 import jax
@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats as scipy_stats
 
+from jaxrep.core import fit, tasks
 from jaxrep.theory import tester_learner as tl
 
 CONFIG = tl.TesterConfig(sigma=0.1, learning_rate=0.05, num_steps=600, batch_size=256,
@@ -105,13 +106,12 @@ def _gaussian_massart(key, n, d):
 def test_tester_learner_accepts_gaussian_massart_and_rejects_the_cube():
   d = 5
   x, y, w_star = _gaussian_massart(jax.random.PRNGKey(5), 16000, d)
-  out = jax.jit(tl.tester_learner, static_argnums=3)(jax.random.PRNGKey(6), x, y, CONFIG)
+  out = tl.tester_learner(jax.random.PRNGKey(6), x, y, CONFIG)
   assert float(jnp.arccos(jnp.clip(out.w_hat @ w_star, -1, 1))) < 0.15
   assert bool(out.accept)
   cube = tl.uniform_cube_marginal(jax.random.PRNGKey(7), 16000, d)
   y_cube = jnp.where(cube[:, 0] >= 0, 1.0, -1.0)
-  out_cube = jax.jit(tl.tester_learner, static_argnums=3)(jax.random.PRNGKey(6), cube, y_cube,
-                                                         CONFIG)
+  out_cube = tl.tester_learner(jax.random.PRNGKey(6), cube, y_cube, CONFIG)
   assert bool(out_cube.reject_moments) and not bool(out_cube.accept)
 
 
@@ -125,6 +125,24 @@ def test_label_aware_test_rejects_a_rotated_halfspace():
   assert bool(aware) and not bool(free) and float(deviation) > CONFIG.label_tolerance
 
 
-def test_quick_mode_smoke(run_quick):
-  from experiments import tester_learner
-  run_quick(tester_learner.EXPERIMENT)
+def test_psgd_task_is_projected_sgd_on_the_sphere():
+  """fit(psgd_task) equals a hand-written PSGD loop on the same minibatches, its
+  iterates are unit vectors, and the candidates are every record_every-th one."""
+  d, n, steps = 4, 500, 6
+  x, y, _ = _gaussian_massart(jax.random.PRNGKey(9), n, d)
+  config = CONFIG._replace(num_steps=steps, record_every=3, batch_size=32, sigma=0.3)
+  key = jax.random.PRNGKey(10)
+  result = fit.fit(tl.psgd_task(config), {"key": key[None], "x": x[None], "y": y[None]},
+                   steps, progress=False)
+  iterates = result.curves["w"][0]
+  key_init, key_batches = jax.random.split(key)
+  w = jax.random.normal(key_init, (d,))
+  w = w / jnp.linalg.norm(w)
+  for t in range(steps):
+    idx = tasks.minibatch_indices(key_batches, t, n, config.batch_size, replace=True)
+    g = jax.grad(tl.surrogate_loss)(w, x[idx], y[idx], config.sigma)
+    w = w - config.learning_rate * (g - (g @ w) * w)
+    w = w / jnp.linalg.norm(w)
+    np.testing.assert_allclose(iterates[t], w, atol=1e-5)
+  np.testing.assert_allclose(np.linalg.norm(iterates, axis=-1), 1.0, atol=1e-6)
+  np.testing.assert_array_equal(tl.candidates(iterates, 3), iterates[[2, 5]])

@@ -1,6 +1,6 @@
 """Unsupervised pretraining: PPCA MLE vs scikit-learn and vs gradient ascent,
 posterior features, exact excess risk vs Monte Carlo, ridge LOO vs brute force,
-EM vs scikit-learn, logistic regression vs scikit-learn, and a smoke test."""
+EM vs scikit-learn, logistic regression vs scikit-learn."""
 
 import jax
 import jax.numpy as jnp
@@ -149,8 +149,3 @@ def test_logistic_fit_matches_sklearn():
     assert float(up.bernoulli_kl(jnp.asarray(0.3), jnp.asarray(0.3))) < 1e-12
     assert float(jnp.min(up.bernoulli_kl(jnp.linspace(0, 1, 11)[:, None],
                                          jnp.linspace(0.05, 0.95, 7)[None]))) >= -1e-12
-
-
-def test_quick_mode_smoke(run_quick):
-  from experiments import unsupervised_pretraining
-  run_quick(unsupervised_pretraining.EXPERIMENT)

@@ -36,17 +36,16 @@ exactly Φ(θᵀμ₀ / (σ ‖θ‖)).
 """
 from __future__ import annotations
 
-from typing import Any
-
 import chex
 import jax
 import jax.numpy as jnp
 import optax
 from jax.scipy.stats import norm
 
-from jaxrep.core import train
+from jaxrep.core import tasks, train
+from jaxrep.nn import l2_normalize
 
-Batch = tuple[jax.Array, jax.Array, jax.Array, jax.Array]  # x, y, x_unlabeled, w_unlabeled
+Batch = dict[str, jax.Array]  # x (m, d), y (m,), x_unlabeled (n, d), w_unlabeled (n,)
 
 
 def truncated_hinge(margin: jax.Array) -> jax.Array:
@@ -78,26 +77,26 @@ def rss_objective(theta: jax.Array, batch: Batch, *, gamma: float,
                   gamma_unlabeled: float, lam: float, weight_decay: float) -> jax.Array:
   """(1/m) Σ φ_γ(x_i, y_i) + λ Σ_j w_j φ_γ'(x'_j, sign θᵀx'_j) + κ‖θ‖².
 
-  ``batch`` = (x (m, d), y (m,) in ±1, x' (n, d), w (n,)); w_j = 1/n, or 0 for
-  padding rows.
+  ``batch`` = {"x" (m, d), "y" (m,) in ±1, "x_unlabeled" (n, d), "w_unlabeled"
+  (n,)}; w_j = 1/n, or 0 for padding rows.
   """
-  x, y, x_unlabeled, w_unlabeled = batch
+  x, y = batch["x"], batch["y"]
   chex.assert_equal_shape_prefix([x, y], 1)
   s = _safe_norm(theta)
   labeled = jnp.mean(robust_truncated_hinge(y * (x @ theta), s, gamma))
-  unlabeled = jnp.sum(w_unlabeled * robust_truncated_hinge(
-      pseudo_label_margins(theta, x_unlabeled), s, gamma_unlabeled))
+  unlabeled = jnp.sum(batch["w_unlabeled"] * robust_truncated_hinge(
+      pseudo_label_margins(theta, batch["x_unlabeled"]), s, gamma_unlabeled))
   return labeled + lam * unlabeled + weight_decay * s ** 2
 
 
 def erm_objective(theta: jax.Array, batch: Batch, *, weight_decay: float) -> jax.Array:
   """(1/m) Σ ℓ(y_i θᵀx_i) + κ‖θ‖²: the supervised baseline (plain loss)."""
-  x, y = batch[0], batch[1]
-  return jnp.mean(truncated_hinge(y * (x @ theta))) + weight_decay * jnp.sum(theta ** 2)
+  margins = batch["y"] * (batch["x"] @ theta)
+  return jnp.mean(truncated_hinge(margins)) + weight_decay * jnp.sum(theta ** 2)
 
 
-def make_loss_fn(objective) -> train.LossFn:
-  """``loss_fn(params, batch, rng)`` for ``train.make_train_step``; params = {"theta"}."""
+def objective_loss_fn(objective) -> train.LossFn:
+  """``loss_fn(params, batch, rng)`` of ``objective(θ, batch)``; params = {"theta"}."""
 
   def loss_fn(params: dict[str, jax.Array], batch: Batch, rng: jax.Array):
     del rng
@@ -107,22 +106,29 @@ def make_loss_fn(objective) -> train.LossFn:
   return loss_fn
 
 
-def fit_linear(objective, theta0: jax.Array, batch: Batch, *, learning_rate: float,
-               momentum: float, num_steps: int) -> jax.Array:
-  """Full-batch heavy-ball GD on ``objective`` from θ₀ (pure; vmap over seeds).
+def linear_gd_task(objective, *, learning_rate: float, momentum: float) -> tasks.Task:
+  """Full-batch heavy-ball GD on ``objective(θ, inputs["batch"])`` from θ₀ =
+  ``inputs["theta0"]``, a task for ``jaxrep.core.fit`` (runs: seeds).
 
   GD is rotation-equivariant, so it respects the isotropy of the problem.
+  Args: objective(theta (d,), batch) -> scalar; the optax heavy-ball SGD step.
+  Returns: ``Task``; its metrics are ``loss`` = ``objective`` per step.
   """
   optimizer = optax.sgd(learning_rate, momentum=momentum)
-  state = train.init_train_state({"theta": theta0}, optimizer, jax.random.PRNGKey(0))
-  step = train.make_train_step(make_loss_fn(objective), optimizer, jit=False)
-  state, _ = train.scan_steps(step, state, lambda i: batch, num_steps)
-  return state.params["theta"]
+  step_fn = train.make_train_step(objective_loss_fn(objective), optimizer, jit=False)
+
+  def init(inputs):
+    return train.init_train_state({"theta": inputs["theta0"]}, optimizer,
+                                  jax.random.PRNGKey(0))
+
+  def step(state, inputs):
+    return step_fn(state, tasks.shard_batch(inputs["batch"]))
+
+  return tasks.Task(init, step)
 
 
 def random_unit_vector(key: jax.Array, dim: int) -> jax.Array:
-  v = jax.random.normal(key, (dim,))
-  return v / jnp.linalg.norm(v)
+  return l2_normalize(jax.random.normal(key, (dim,)))
 
 
 def shifted_mean(key: jax.Array, mean: jax.Array, alpha: float) -> jax.Array:
@@ -148,29 +154,19 @@ def bayes_accuracy(mean: jax.Array, std: float = 1.0) -> jax.Array:
   return norm.cdf(jnp.linalg.norm(mean) / std)
 
 
-def rss_trial(key: jax.Array, *, dim: int, num_labeled: int, num_unlabeled: int,
-              alpha: float, std: float, hp: Any) -> dict[str, jax.Array]:
-  """One draw of the paper's simulation: ERM and RSS in-domain accuracies.
+def sample_problem(key: jax.Array, *, dim: int, num_labeled: int, num_unlabeled: int,
+                   alpha: float, std: float) -> dict[str, jax.Array]:
+  """One draw of the paper's simulation: μ₀ (unit, random), μ₁ = μ₀ + α v, m labeled
+  samples from N(yμ₀, σ²I) and n unlabeled ones from ½ Σ_u N(uμ₁, σ²I).
 
-  ``hp`` holds gamma, gamma_unlabeled, lam, weight_decay, learning_rate,
-  momentum, num_steps. ERM starts at θ = 0; RSS starts at the ERM solution
-  (self-training from the supervised model).
+  Returns {"mean", "mean_unlabeled", "batch"} with ``batch`` as ``rss_objective``
+  takes it (w_j = 1/n). The labeled sample and the means do not depend on n.
   """
   key_mean, key_shift, key_labeled, key_unlabeled = jax.random.split(key, 4)
   mean = random_unit_vector(key_mean, dim)
   mean_unlabeled = shifted_mean(key_shift, mean, alpha)
   x, y = two_gaussian_sample(key_labeled, mean, num_labeled, std)
   x_unlabeled, _ = two_gaussian_sample(key_unlabeled, mean_unlabeled, num_unlabeled, std)
-  batch = (x, y, x_unlabeled, jnp.full((num_unlabeled,), 1.0 / num_unlabeled))
-  fit = lambda objective, theta0: fit_linear(
-      objective, theta0, batch, learning_rate=hp.learning_rate, momentum=hp.momentum,
-      num_steps=hp.num_steps)
-  theta_erm = fit(lambda t, b: erm_objective(t, b, weight_decay=hp.weight_decay),
-                  jnp.zeros(dim))
-  theta_rss = fit(lambda t, b: rss_objective(
-      t, b, gamma=hp.gamma, gamma_unlabeled=hp.gamma_unlabeled, lam=hp.lam,
-      weight_decay=hp.weight_decay), theta_erm)
-  return {"erm": population_accuracy(theta_erm, mean, std),
-          "rss": population_accuracy(theta_rss, mean, std),
-          "bayes": bayes_accuracy(mean, std),
-          "shifted_direction": population_accuracy(mean_unlabeled, mean, std)}
+  batch = {"x": x, "y": y, "x_unlabeled": x_unlabeled,
+           "w_unlabeled": jnp.full((num_unlabeled,), 1.0 / num_unlabeled)}
+  return {"mean": mean, "mean_unlabeled": mean_unlabeled, "batch": batch}

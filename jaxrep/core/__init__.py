@@ -1,11 +1,35 @@
-"""Paper-agnostic plumbing: train state and step, evaluation, logging, configs, results."""
-from jaxrep.core.checkpoint import Checkpoints, CheckpointError
-from jaxrep.core.config import ConfigError
-from jaxrep.core.evaluate import (accuracy, knn_accuracy, linear_predict,
-                                  logistic_probe_accuracy, logistic_probe_fit,
-                                  ridge_probe_accuracy, ridge_probe_fit, standardize)
-from jaxrep.core.experiment import Context, Experiment, Outcome, execute
-from jaxrep.core.loop import NonFiniteLossError, train_loop
-from jaxrep.core.results import summarize
-from jaxrep.core.train import (TrainState, init_train_state, make_train_step, scan_steps,
-                               weighted_sum)
+"""Paper-agnostic plumbing: train state and step, evaluation, logging, configs, results.
+
+The names below load on first use (PEP 562), so importing a jax-free submodule
+(``jaxrep.core.config``, ``jaxrep.core.claims``) does not import jax: the CLI
+answers ``jaxrep list`` and bad input before jax is loaded.
+"""
+import importlib
+
+_EXPORTS = {
+    "Checkpoints": "checkpoint", "CheckpointError": "checkpoint",
+    "ConfigError": "config",
+    "accuracy": "evaluate", "knn_accuracy": "evaluate", "linear_predict": "evaluate",
+    "logistic_probe_accuracy": "evaluate", "logistic_probe_fit": "evaluate",
+    "ridge_probe_accuracy": "evaluate", "ridge_probe_fit": "evaluate",
+    "standardize": "evaluate",
+    "Context": "experiment", "Experiment": "experiment", "Outcome": "experiment",
+    "execute": "experiment",
+    "NonFiniteLossError": "loop", "train_loop": "loop",
+    "summarize": "results",
+    "TrainState": "train", "init_train_state": "train", "make_train_step": "train",
+    "scan_steps": "train", "weighted_sum": "train",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+  if name in _EXPORTS:
+    value = getattr(importlib.import_module(f"jaxrep.core.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+  raise AttributeError(f"module 'jaxrep.core' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(set(globals()) | set(_EXPORTS))

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxrep import registry
+from jaxrep.core import claims as claims_lib
 from jaxrep.core import config as config_lib
 from jaxrep.core import distributed
 from jaxrep.core import logging as log_lib
@@ -38,12 +40,14 @@ FIGURE_FILE = "figure.png"
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-  """What a run measured. ``measured`` maps a name to per-seed values;
-  ``passed`` is the claim check, computed with thresholds fixed in the
-  experiment module before it runs; ``details`` holds grids and fits."""
+  """What a run measured. ``measured`` maps a name to per-seed values (or a
+  scalar); the verdict is computed from them by the paper's checks in
+  ``jaxrep/papers.toml`` (``jaxrep.core.claims``). ``passed`` is the
+  experiment's own pass rule, used only for a paper without checks (otherwise
+  ignored, and a disagreement is printed); ``details`` holds grids and fits."""
 
   measured: Mapping[str, Any]
-  passed: bool | None
+  passed: bool | None = None
   details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -51,20 +55,20 @@ class Outcome:
 class Experiment:
   """One paper's reproduction.
 
-  ``runtime_s`` is the measured default-config runtime on 2 CPU cores; the
-  ``reproduce`` command uses it to pick what fits its time budget.
-  ``headline`` names the measured values the scoreboard shows (default: the
+  ``runtime_s`` is informational: ``reproduce`` budgets with the runtime of the
+  paper's record (``jaxrep/records/<id>.json``), and the claim's checks and
+  verdict come from ``jaxrep/papers.toml``. ``headline`` names the measured values the scoreboard shows (default: the
   first four).
   """
 
   paper_id: str
-  claim: str
   get_config: Callable[[], ml_collections.ConfigDict]
   run: Callable[[ml_collections.ConfigDict, "Context"], Outcome]
   quick: Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict]
-  runtime_s: float
   validate: Callable[[ml_collections.ConfigDict], None] | None = None
-  headline: tuple[str, ...] = ()
+  claim: str | None = None  # TODO(lead): drop after migration; papers.toml holds it
+  runtime_s: float | None = None  # TODO(lead): drop after migration; records hold it
+  headline: tuple[str, ...] = ()  # TODO(lead): drop after migration; papers.toml holds it
 
 
 def _name_hash(name: str) -> int:
@@ -75,8 +79,12 @@ class Context:
   """Per-run services handed to ``Experiment.run``."""
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict, seed: int,
-               quick: bool, data_dir: str | None, replicate_offset: int = 0):
+               quick: bool, data_dir: str | None, replicate_offset: int = 0,
+               mesh: str | None = None):
+    from jaxrep.core import fit as fit_lib
     self.workdir, self.config, self.seed = workdir, config, seed
+    self.mesh = fit_lib.parse_mesh(mesh)
+    self.fits: dict[str, dict] = {}
     self.replicate_offset = replicate_offset
     self.quick, self.data_dir = quick, data_dir
     self.logger = log_lib.MetricLogger(workdir)
@@ -127,6 +135,27 @@ class Context:
       os.replace(tmp, path)
     return value
 
+  def fit(self, name: str, task, runs, num_steps: int, **kwargs):
+    """``jaxrep.core.fit.fit`` on this run's mesh, logging its curves under run
+    ``name`` and checkpointing in ``checkpoint_dir(name)`` (every
+    ``$JAXREP_SAVE_EVERY_S`` seconds, default 60); the layout it used
+    (devices, mesh, runs, padding) goes into results.json's ``env.fits``."""
+    from jaxrep.core import fit as fit_lib
+    kwargs.setdefault("mesh", self.mesh)
+    kwargs.setdefault("logger", self.logger)
+    kwargs.setdefault("checkpoint_dir", self.checkpoint_dir(name))
+    kwargs.setdefault("save_every_s", float(os.environ.get(
+        "JAXREP_SAVE_EVERY_S", fit_lib.DEFAULT_SAVE_EVERY_S)))
+    result = fit_lib.fit(task, runs, num_steps, name=name, **kwargs)
+    self.fits[name] = result.layout
+    return result
+
+  def env(self) -> dict[str, Any]:
+    """Where the run ran: device kind and count, process count, mesh, fits."""
+    return {"devices": jax.device_count(), "device_kind": jax.devices()[0].device_kind,
+            "platform": jax.default_backend(), "processes": jax.process_count(),
+            "mesh": dict(self.mesh.shape), "fits": dict(self.fits)}
+
   def checkpoint_dir(self, name: str) -> str:
     """Where the training ``name`` keeps its checkpoints (``train_loop(...,
     checkpoint_dir=ctx.checkpoint_dir(name))``), per (config, seed), so a rerun
@@ -158,7 +187,7 @@ def build_config(experiment: Experiment, *, quick: bool = False,
 def execute(experiment: Experiment, workdir: str, *, quick: bool = False,
             seed: int = 0, overrides: tuple[str, ...] = (),
             data_dir: str | None = None, verbose: bool = True,
-            replicate_offset: int = 0) -> dict[str, Any]:
+            replicate_offset: int = 0, mesh: str | None = None) -> dict[str, Any]:
   """Runs one experiment and returns its ``results.json`` payload.
 
   ``replicate_offset`` shifts the replicate (seed) indices, so a sweep can run
@@ -176,7 +205,7 @@ def execute(experiment: Experiment, workdir: str, *, quick: bool = False,
       os.remove(os.path.join(workdir, stale))
   results_lib.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
 
-  ctx = Context(workdir, config, seed, quick, data_dir, replicate_offset)
+  ctx = Context(workdir, config, seed, quick, data_dir, replicate_offset, mesh)
   start = time.perf_counter()
   try:
     outcome = experiment.run(config, ctx)
@@ -184,11 +213,16 @@ def execute(experiment: Experiment, workdir: str, *, quick: bool = False,
     ctx.logger.close()
   runtime = time.perf_counter() - start
   num_seeds = int(config.get("num_seeds", 1))
+  paper, evaluation = evaluate_claim(experiment, outcome, quick)
   payload = results_lib.results_payload(
-      paper_id=experiment.paper_id, claim=experiment.claim,
+      paper_id=experiment.paper_id, claim=paper.claim if paper else experiment.claim,
       passed=outcome.passed, measured=outcome.measured,
       seeds=ctx.seeds(num_seeds), runtime_s=runtime, config=config.to_dict(),
-      quick=quick, details=outcome.details, headline=experiment.headline)
+      quick=quick, details=outcome.details,
+      headline=tuple(paper.headline) if paper and paper.headline else experiment.headline,
+      evaluation=evaluation)
+  payload["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+  payload["env"] = ctx.env()
   if jax.process_index() == 0:
     results_lib.write_json_atomic(os.path.join(workdir, RESULTS_FILE), payload)
   if verbose:
@@ -196,15 +230,48 @@ def execute(experiment: Experiment, workdir: str, *, quick: bool = False,
   return payload
 
 
-def verdict(passed: bool | None) -> str:
+def evaluate_claim(experiment: Experiment, outcome: Outcome, quick: bool):
+  """``(paper or None, claims.evaluate(...) or None)``: the paper's checks against
+  what the run measured; None when the paper has no checks (the experiment's own
+  ``passed`` then decides)."""
+  try:
+    paper = registry.get(experiment.paper_id)
+  except KeyError:
+    return None, None
+  if not paper.checks:
+    return paper, None
+  evaluation = claims_lib.evaluate(paper.checks, outcome.measured, quick=quick)
+  missing = [c["measure"] for c in evaluation["checks"] if c["missing"]]
+  if missing:
+    print(f"warning: {experiment.paper_id}: its checks need measured values the run did "
+          f"not report: {', '.join(dict.fromkeys(missing))}", flush=True)
+  own = outcome.passed
+  by_checks = {claims_lib.PASS: True, claims_lib.FAIL: False}.get(evaluation["verdict"])
+  if own is not None and by_checks is not None and bool(own) != by_checks and not quick:
+    print(f"warning: {experiment.paper_id}: the experiment's own pass rule says "
+          f"{'PASS' if own else 'FAIL'}, its checks in papers.toml say "
+          f"{evaluation['verdict']} (the checks decide)", flush=True)
+  return paper, evaluation
+
+
+def verdict(passed: bool | None, payload: Mapping[str, Any] | None = None) -> str:
+  if payload is not None and payload.get("quick"):
+    would = payload.get("verdict")
+    return f"n/a (quick{'; checks: ' + would if would else ''})"
+  if payload is not None and payload.get("verdict"):
+    return payload["verdict"]
   return {True: "PASS", False: "FAIL", None: "n/a (quick)"}[passed]
 
 
 def format_results(payload: Mapping[str, Any]) -> str:
   """A short human-readable summary of a results payload."""
-  lines = [f"== {payload['paper_id']}: {verdict(payload['passed'])} "
-           f"({log_lib.format_duration(payload['runtime_s'])})",
+  seeds = payload.get("seeds_holding")
+  seeds = f", {seeds['k']}/{seeds['n']} seeds hold every claim check" if seeds else ""
+  lines = [f"== {payload['paper_id']}: {verdict(payload['passed'], payload)} "
+           f"({log_lib.format_duration(payload['runtime_s'])}{seeds})",
            f"claim: {payload['claim']}"]
+  for check in payload.get("checks", ()):
+    lines.append(f"  check: {claims_lib.format_check(check)}")
   for name, stats in payload["measured"].items():
     lines.append(f"  {name}: {results_lib.format_measured(stats)}")
   return "\n".join(lines)
@@ -224,12 +291,14 @@ def main(experiment: Experiment) -> None:
   flags.DEFINE_bool("quick", False, "Shrink to seconds for smoke tests (never claims PASS).")
   flags.DEFINE_integer("seed", 0, "Changes every random choice of the run.")
   flags.DEFINE_string("data_dir", None, "TFDS data dir for stored datasets.")
+  flags.DEFINE_string("mesh", None, "Device mesh 'seeds=N,data=M' (default: every device "
+                      "on the seed axis).")
 
   def run_main(_):
     values = flags.FLAGS
     try:
       execute(experiment, values.workdir, quick=values.quick, seed=values.seed,
-              overrides=overrides, data_dir=values.data_dir)
+              overrides=overrides, data_dir=values.data_dir, mesh=values.mesh)
     except ConfigError as error:
       print(f"error: {error}", file=sys.stderr)
       sys.exit(2)

@@ -57,17 +57,17 @@ def _metrics_from_json(record: Mapping[str, Any] | None) -> dict:
           for k, v in (record or {}).items()}
 
 
-def _log_size(logger: log_lib.MetricLogger | None) -> int | None:
+def log_size(logger: log_lib.MetricLogger | None) -> int | None:
   """Bytes in ``metrics.jsonl`` (0 before the first line; None without a log)."""
   if logger is None or not logger.active:
     return None
   return os.path.getsize(logger.path) if os.path.exists(logger.path) else 0
 
 
-def _drop_log_after(logger: log_lib.MetricLogger | None, size: int | None) -> int:
+def drop_log_after(logger: log_lib.MetricLogger | None, size: int | None) -> int:
   """Cuts ``metrics.jsonl`` back to ``size`` bytes (lines logged after a checkpoint
   that the resumed run logs again); returns the number of lines dropped."""
-  current = _log_size(logger)
+  current = log_size(logger)
   if size is None or current is None or current < size:
     return 0
   with open(logger.path, "rb+") as f:
@@ -108,9 +108,9 @@ def _resume(manager: ckpt_lib.Checkpoints, state: TrainState, batches: Any,
   if restored is None:  # a fresh start, or a restart before the first checkpoint
     start = manager.read_start()
     if start is None:
-      manager.write_start({"log_size": _log_size(logger)})
+      manager.write_start({"log_size": log_size(logger)})
     else:
-      dropped = _drop_log_after(logger, start.get("log_size"))
+      dropped = drop_log_after(logger, start.get("log_size"))
       if dropped:
         print(f"{run or 'train'}: no checkpoint yet in {manager.directory}; starting over "
               f"and dropped {dropped} metric line(s) of the interrupted attempt", flush=True)
@@ -123,7 +123,7 @@ def _resume(manager: ckpt_lib.Checkpoints, state: TrainState, batches: Any,
       next(batches)
   note = ""
   if restored.step < num_steps:
-    dropped = _drop_log_after(logger, extra.get("log_size"))
+    dropped = drop_log_after(logger, extra.get("log_size"))
     note = f"; dropped {dropped} metric line(s) logged after it" if dropped else ""
   print(f"{run or 'train'}: resumed from checkpoint step {restored.step} "
         f"in {manager.directory}{note}", flush=True)
@@ -197,7 +197,7 @@ def train_loop(step: StepFn, state: TrainState,
         if save_now:
           manager.save(done, state, {
               "data": batches.get_state() if hasattr(batches, "get_state") else None,
-              "log_size": _log_size(logger), "metrics": _metrics_to_json(metrics)})
+              "log_size": log_size(logger), "metrics": _metrics_to_json(metrics)})
         if stop:
           manager.wait()
           message = (f"{run or 'train'}: SIGTERM: saved checkpoint step {done} in "

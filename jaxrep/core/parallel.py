@@ -21,14 +21,15 @@ Modes (``MODES``):
   stacked once per device, gradients averaged with ``pmean``.
 
 The loss convention is ``loss_fn(params, batch, rng) -> (loss, metrics)`` (or with
-``model_state`` when ``has_model_state=True``). A loss that needs collectives also
-takes a keyword ``axis_name``: ``None`` when it sees the global batch (``single``,
-``jit``), the data axis name when it sees one device's shard (``shard_map``,
-``pmap``); it then returns the mean over its local examples and may call
-``lax.all_gather(z, axis_name, tiled=True)`` to reach the other shards. A loss
-without ``axis_name`` must be a mean over examples (the per-shard means are then
-averaged). Every shard gets the same ``rng``; fold in
-``lax.axis_index(axis_name)`` for per-shard randomness.
+``model_state`` when ``has_model_state=True``) and a keyword ``axis_name``: ``None``
+when it sees the global batch (``single``, ``jit``), the data axis name when it
+sees one device's shard (``shard_map``, ``pmap``); it then returns the mean over
+its local examples and may call ``lax.all_gather(z, axis_name, tiled=True)`` to
+reach the other shards. In the per-shard layouts a loss without the keyword is
+refused with a one-line ``ConfigError`` before tracing (a wrapper that drops it
+would otherwise give per-device negatives without a word); ``train.weighted_sum``
+declares it and forwards it to every term. Every shard gets the same ``rng``;
+fold in ``lax.axis_index(axis_name)`` for per-shard randomness.
 
 Gradient bookkeeping. With ``shard_map``'s default ``check_vma=True`` the state
 is replicated (device-invariant), so the gradient of ``pmean(loss)`` with respect
@@ -49,7 +50,6 @@ compiles. Same-seed runs are bitwise identical, but 1 vs 8 devices differ at
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any, Callable
 
 import jax
@@ -153,19 +153,11 @@ def validate_num_seeds(num_seeds: int, mesh: Mesh) -> None:
                       f"devices of the '{SEED_AXIS}' axis")
 
 
-def _takes_axis_name(loss_fn: Callable) -> bool:
-  try:
-    parameters = inspect.signature(loss_fn).parameters
-  except (TypeError, ValueError):
-    return False
-  return "axis_name" in parameters or any(
-      p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-
-
 def _bind_axis(loss_fn: Callable, axis_name: str | None) -> Callable:
-  if not _takes_axis_name(loss_fn):
-    return loss_fn
-  return lambda *args: loss_fn(*args, axis_name=axis_name)
+  """``loss_fn`` with the data axis bound; a loss without ``axis_name`` fails here,
+  before tracing, in the per-shard layouts (``train.call_with_axis``)."""
+  train.check_axis_name(loss_fn, axis_name)
+  return lambda *args: train.call_with_axis(loss_fn, *args, axis_name=axis_name)
 
 
 def _pmean_loss(loss_fn: Callable, axis_name: str) -> Callable:

@@ -2,9 +2,17 @@
 
 Schema (a stable contract; the scoreboard and other tools read it)::
 
-  {"paper_id", "claim", "passed": true | false | null (quick mode),
+  {"paper_id", "claim", "passed": true | false | null (quick mode, or not comparable),
+   "verdict": "PASS" | "FAIL" | "NOT COMPARABLE" | null (no checks, quick),
+   "checks": [{"measure", "op", "threshold", "aggregate", "source", "role", "value",
+               "holds", "margin", "mean", "std", "n", "seeds_holding", "missing"}],
+   "seeds_holding": {"k", "n"} | null,
    "measured": {name: {"mean", "std", "n"}}, "seeds", "runtime_s",
    "config", "quick", "details", "headline"}
+
+``checks``, ``verdict`` and ``seeds_holding`` come from ``jaxrep.core.claims``
+(the paper's checks in ``jaxrep/papers.toml``); in quick mode they are computed
+too but ``passed`` stays null.
 """
 from __future__ import annotations
 
@@ -68,19 +76,32 @@ def write_json_atomic(path: str, payload: Any) -> None:
   os.replace(tmp, path)
 
 
-def results_payload(*, paper_id: str, claim: str, passed: bool | None,
+def results_payload(*, paper_id: str, claim: str, passed: bool | None = None,
                     measured: Mapping[str, Any], seeds: Sequence[int],
                     runtime_s: float, config: Mapping[str, Any], quick: bool,
                     details: Mapping[str, Any] | None = None,
-                    headline: Sequence[str] = ()) -> dict[str, Any]:
+                    headline: Sequence[str] = (),
+                    evaluation: Mapping[str, Any] | None = None) -> dict[str, Any]:
   """The ``results.json`` dict; ``measured`` values are per-seed arrays or scalars.
 
   ``headline`` names the measured values a scoreboard shows (default: first four).
+  ``evaluation`` is ``claims.evaluate(...)`` of the paper's checks; when given, it
+  decides ``passed`` (the experiment's own ``passed`` is ignored).
   """
+  if evaluation is not None:
+    passed = evaluation["passed"]
+  passed = None if quick else (None if passed is None else bool(passed))
+  if evaluation is not None:
+    verdict = evaluation["verdict"]
+  else:
+    verdict = {True: "PASS", False: "FAIL", None: None}[passed]
   return {
       "paper_id": paper_id,
       "claim": claim,
-      "passed": None if quick else (None if passed is None else bool(passed)),
+      "passed": passed,
+      "verdict": verdict,
+      "checks": list(evaluation["checks"]) if evaluation is not None else [],
+      "seeds_holding": evaluation["seeds_holding"] if evaluation is not None else None,
       "measured": {name: summarize(v) for name, v in measured.items()},
       "seeds": list(seeds),
       "runtime_s": float(runtime_s),

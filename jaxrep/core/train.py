@@ -11,6 +11,7 @@ with ``has_model_state=True``.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Mapping
 
 import flax
@@ -18,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxrep.core.config import ConfigError
 from jaxrep.core.evaluate import accuracy
 
 PyTree = Any
@@ -45,21 +47,55 @@ def init_train_state(params: PyTree, optimizer: optax.GradientTransformation,
                     model_state=model_state)
 
 
+def takes_axis_name(loss_fn: Callable) -> bool:
+  """Whether ``loss_fn`` declares the keyword ``axis_name`` (the data axis it may
+  reduce over with collectives; ``None`` when it sees the global batch)."""
+  try:
+    parameters = inspect.signature(loss_fn).parameters
+  except (TypeError, ValueError):
+    return False
+  return "axis_name" in parameters or any(
+      p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def check_axis_name(loss_fn: Callable, axis_name: str | None) -> None:
+  """A loss that runs on one device's shard (``axis_name`` set) must declare
+  ``axis_name``, or its cross-example terms would silently see one shard:
+  raises a one-line ``ConfigError`` otherwise."""
+  if axis_name is not None and not takes_axis_name(loss_fn):
+    name = getattr(loss_fn, "__qualname__", repr(loss_fn))
+    raise ConfigError(
+        f"loss {name} does not declare the keyword 'axis_name', but it runs on one "
+        f"device's shard (axis {axis_name!r}); add 'axis_name=None' to its signature "
+        "(using it for any cross-example term) or use the 'jit' layout")
+
+
+def call_with_axis(loss_fn: Callable, *args, axis_name: str | None):
+  """``loss_fn(*args, axis_name=axis_name)``, or ``loss_fn(*args)`` for a loss
+  without the keyword on the global batch (``check_axis_name``)."""
+  if takes_axis_name(loss_fn):
+    return loss_fn(*args, axis_name=axis_name)
+  check_axis_name(loss_fn, axis_name)
+  return loss_fn(*args)
+
+
 def weighted_sum(terms: Mapping[str, tuple[float, LossFn]]) -> LossFn:
   """Composes loss terms as L = Σ_j w_j L_j(params, batch, rng_j).
 
   Each term gets its own key ``fold_in(rng, j)`` (j in sorted-name order);
   metrics hold every unweighted term under its name, the term's own metrics
-  under ``name/key`` and the total under ``loss``.
+  under ``name/key`` and the total under ``loss``. The sum declares
+  ``axis_name`` and forwards it to every term (``call_with_axis``).
   """
   names = sorted(terms)
 
-  def loss_fn(params, batch, rng):
+  def loss_fn(params, batch, rng, axis_name=None):
     total = jnp.zeros(())
     metrics = {}
     for j, name in enumerate(names):
       weight, term = terms[name]
-      value, term_metrics = term(params, batch, jax.random.fold_in(rng, j))
+      value, term_metrics = call_with_axis(term, params, batch, jax.random.fold_in(rng, j),
+                                           axis_name=axis_name)
       metrics.update({f"{name}/{k}": v for k, v in term_metrics.items()})
       metrics[name] = value
       total = total + weight * value

@@ -11,11 +11,13 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from jaxrep.nn import l2_normalize
+
 
 def random_signal(key: jax.Array, d: int, norm: float) -> jax.Array:
   """w* uniform on the sphere of radius ``norm`` in R^d."""
   w = jax.random.normal(key, (d,))
-  return norm * w / jnp.linalg.norm(w)
+  return norm * l2_normalize(w)
 
 
 def dsd_sample(key: jax.Array, n: int, k: int, signal: jax.Array,

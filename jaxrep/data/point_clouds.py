@@ -8,10 +8,9 @@ point. Surfaces are sampled approximately uniformly by area. The classes:
     0 sphere      1 ellipsoid   2 cube        3 cylinder    4 cone
     5 torus       6 helix       7 pyramid     8 plane       9 dumbbell
 
-``sample_point_clouds(key, num, n_points)`` gives a balanced labelled set;
-``random_similarity(key, ...)`` draws g = (s, R, t) with R Haar on O(3)
-(reflections included), a log-uniform scale s and a Gaussian translation t,
-acting as x ↦ s R x + t (``apply_similarity``).
+``sample_point_clouds(key, num, n_points)`` gives a balanced labelled set; the
+similarity group x ↦ s R x + t that moves clouds is ``jaxrep.groups.sample_similarity``
+/ ``apply_similarity`` (``similarity_group``).
 """
 from __future__ import annotations
 
@@ -19,7 +18,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxrep.symmetry import groups
+from jaxrep import groups
+from jaxrep.nn import l2_normalize
 
 SHAPES = ("sphere", "ellipsoid", "cube", "cylinder", "cone", "torus", "helix",
           "pyramid", "plane", "dumbbell")
@@ -27,8 +27,7 @@ NUM_SHAPES = len(SHAPES)
 
 
 def _unit_sphere(key: jax.Array, n: int) -> jax.Array:
-  v = jax.random.normal(key, (n, 3))
-  return v / jnp.linalg.norm(v, axis=-1, keepdims=True)
+  return l2_normalize(jax.random.normal(key, (n, 3)))
 
 
 def _uniform(key, shape=(), low=0.0, high=1.0):
@@ -173,21 +172,11 @@ def sample_point_clouds(key: jax.Array, num: int, n_points: int,
   return clouds, labels
 
 
-def random_similarity(key: jax.Array, translation_scale: float = 1.0,
-                      max_log_scale: float = jnp.log(2.0)
-                      ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """g = (s, R, t): R Haar on O(3), t ~ N(0, translation_scale² I), log s ~ U[−m, m]."""
-  k_e3, k_scale = jax.random.split(key)
-  rotation, translation = groups.sample_e3(k_e3, translation_scale)
-  scale = jnp.exp(jax.random.uniform(k_scale, (), minval=-max_log_scale,
-                                     maxval=max_log_scale))
-  return scale, rotation, translation
+random_similarity = groups.sample_similarity  # TODO(lead): alias for experiments/, remove after migration
 
 
-def apply_similarity(points: jax.Array, scale: jax.Array, rotation: jax.Array,
-                     translation: jax.Array) -> jax.Array:
-  """x ↦ s R x + t for points (..., n, 3)."""
-  return groups.apply_e3(scale * points, rotation, translation)
+def apply_similarity(points, scale, rotation, translation):  # TODO(lead): alias for experiments/, remove after migration
+  return groups.apply_similarity((scale, rotation, translation), points)
 
 
 def centre_and_scale(points: jax.Array) -> jax.Array:

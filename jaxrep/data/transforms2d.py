@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy import ndimage
 
-from jaxrep.symmetry import groups
+from jaxrep import groups
 
 GEOMETRIC = ("translate", "rotate", "scale", "shear", "hflip", "vflip")
 PHOTOMETRIC = ("hue", "brightness", "grayscale", "invert", "posterize", "sharpen")
@@ -91,7 +91,7 @@ def composite(rgba: jax.Array, background: jax.Array) -> jax.Array:
 # ---------------------------------------------------------------- transformations (RGBA → RGBA)
 
 def _warp(rgba, a, t=None):
-  return groups.affine_warp_image(rgba, a, jnp.zeros(2) if t is None else t)
+  return groups.affine_warp_image((a, jnp.zeros(2) if t is None else t), rgba)
 
 
 def _blur_rgb(rgb, sigma):
@@ -298,13 +298,3 @@ def sample_transforms2d(key: jax.Array, prototypes: jax.Array, active: jax.Array
   labels = jnp.arange(num) % prototypes.shape[0]
   k_bg, k_t = jax.random.split(key)
   return render_batch(k_bg, k_t, prototypes, active, labels), labels
-
-
-def sample_transform_pairs(key: jax.Array, prototypes: jax.Array, active: jax.Array, num: int
-                           ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Pairs differing only in the transformation: the same object and background
-  under two independent draws of T. Returns (images_a, images_b, labels)."""
-  labels = jnp.arange(num) % prototypes.shape[0]
-  k_bg, k_1, k_2 = jax.random.split(key, 3)
-  return (render_batch(k_bg, k_1, prototypes, active, labels),
-          render_batch(k_bg, k_2, prototypes, active, labels), labels)

@@ -12,9 +12,7 @@ from jaxrep.core.evaluate import (accuracy, knn_accuracy, knn_predict, linear_pr
                                   ridge_probe_accuracy, ridge_probe_fit, standardize)
 from jaxrep.probe import (cka, dsimplex, encoders, interaction_basis, moment_probing, rdm,
                           relative, topological_rsa)
-from jaxrep.probe.cka import (center_gram, cka_from_grams, hsic, linear_cka,
-                              linear_cka_features, linear_gram, median_bandwidth, rbf_cka,
-                              rbf_gram)
+from jaxrep.probe.cka import cka_from_grams, linear_cka, linear_cka_features, rbf_cka
 from jaxrep.probe.dsimplex import (average_compatibility, compatibility_loss,
                                    compatibility_matrix, fixed_classifier_logits, hoc_loss,
                                    identification_accuracy)

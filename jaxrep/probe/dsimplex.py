@@ -43,6 +43,7 @@ import numpy as np
 import optax
 
 from jaxrep.core.evaluate import accuracy
+from jaxrep.nn import l2_normalize
 
 HOC_MU = 10.0
 HOC_LAMBDA = 0.1
@@ -66,10 +67,6 @@ def fixed_classifier_logits(features: jax.Array, simplex: jax.Array) -> jax.Arra
   return features @ jax.lax.stop_gradient(simplex).T
 
 
-def _unit(x: jax.Array) -> jax.Array:
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def hoc_loss(new_features: jax.Array, old_features: jax.Array, labels: jax.Array,
              mu: float = HOC_MU) -> jax.Array:
   """Eq. 4 on L2-normalised features (n, d); the old features get no gradient.
@@ -77,8 +74,8 @@ def hoc_loss(new_features: jax.Array, old_features: jax.Array, labels: jax.Array
   Rows without any other-class sample contribute only the positive term.
   """
   chex.assert_equal_shape([new_features, old_features])
-  old = jax.lax.stop_gradient(_unit(old_features))
-  new = _unit(new_features)
+  old = jax.lax.stop_gradient(l2_normalize(old_features))
+  new = l2_normalize(new_features)
   sim = mu * old @ new.T
   negatives = labels[:, None] != labels[None, :]
   has_negative = negatives.any(axis=1)
@@ -101,8 +98,8 @@ def compatibility_loss(logits: jax.Array, labels: jax.Array, new_features: jax.A
 def class_templates(features: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:
   """Unit mean of the unit features of each class: (K, d)."""
   onehot = jax.nn.one_hot(labels, num_classes, dtype=features.dtype)
-  sums = onehot.T @ _unit(features)
-  return _unit(sums / jnp.maximum(onehot.sum(0), 1.0)[:, None])
+  sums = onehot.T @ l2_normalize(features)
+  return l2_normalize(sums / jnp.maximum(onehot.sum(0), 1.0)[:, None])
 
 
 def identification_accuracy(query_features: jax.Array, query_labels: jax.Array,
@@ -110,7 +107,7 @@ def identification_accuracy(query_features: jax.Array, query_labels: jax.Array,
                             num_classes: int) -> jax.Array:
   """1:N search: top-1 accuracy of unit queries against the gallery's class templates."""
   templates = class_templates(gallery_features, gallery_labels, num_classes)
-  return accuracy(_unit(query_features) @ templates.T, query_labels)
+  return accuracy(l2_normalize(query_features) @ templates.T, query_labels)
 
 
 def compatibility_matrix(query_features: jax.Array, query_labels: jax.Array,

@@ -23,6 +23,13 @@ linear probe on c. MHC³ (multi-head convolutional cross-covariance):
 
 Every step treats tokens as a set (per-token LayerNorm, means and sums over
 tokens), so MP is invariant to permutations of the tokens.
+
+**A covariance-only task** (a control of this library, not the paper's): tokens
+x_t ~ N(0, Σ_y) i.i.d. with Σ_c = I + ρ(e_{2c} e_{2c+1}ᵀ + e_{2c+1} e_{2c}ᵀ), so
+classes share means and per-channel variances and differ only in one
+cross-channel covariance: a first-order (mean-token) probe is at chance, while
+the second-order branch can read it. ``gaussian_oracle_accuracy`` is the Bayes
+classifier with the true Σ_c.
 """
 from __future__ import annotations
 
@@ -31,7 +38,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxrep.nn import Conv
+from jaxrep.core.evaluate import accuracy
+from jaxrep.nn import Conv, l2_normalize
 
 
 def global_centered(heads: jax.Array) -> jax.Array:
@@ -43,11 +51,6 @@ def cross_covariance(a: jax.Array, b: jax.Array) -> jax.Array:
   """aᵀ b / N for token matrices a (…, N, d₁), b (…, N, d₂) → (…, d₁, d₂)."""
   chex.assert_equal_shape_prefix([a, b], a.ndim - 1)
   return jnp.einsum("...ni,...nj->...ij", a, b) / a.shape[-2]
-
-
-def normalize_columns(c: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """Unit L2 norm of every column: c_{:, j} / max(‖c_{:, j}‖, eps); c (…, d₁, d₂)."""
-  return c / jnp.maximum(jnp.linalg.norm(c, axis=-2, keepdims=True), eps)
 
 
 class MHC3(nn.Module):
@@ -67,7 +70,7 @@ class MHC3(nn.Module):
     x = nn.Dense(self.hidden_dim, name="proj")(tokens)
     heads = x.reshape(n, num_tokens, self.num_heads, head_dim).transpose(0, 2, 1, 3)
     heads = global_centered(nn.LayerNorm(name="head_norm")(heads))
-    maps = normalize_columns(cross_covariance(heads[:, :-1], heads[:, 1:]))
+    maps = l2_normalize(cross_covariance(heads[:, :-1], heads[:, 1:]), axis=-2)  # unit columns
     chex.assert_shape(maps, (n, self.num_heads - 1, head_dim, head_dim))
     h = maps.transpose(0, 2, 3, 1)
     channels = self.num_heads - 1
@@ -106,3 +109,33 @@ def split_cls(tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
   """(CLS token (n, D), the other tokens (n, N, D)) from tokens (n, 1 + N, D)."""
   chex.assert_rank(tokens, 3)
   return tokens[:, 0], tokens[:, 1:]
+
+
+def class_covariances(num_classes: int, channels: int, rho: float) -> jax.Array:
+  """Σ_c = I + ρ(e_{2c} e_{2c+1}ᵀ + e_{2c+1} e_{2c}ᵀ): (K, d, d)."""
+  eye = jnp.eye(channels)
+  pairs = jnp.arange(num_classes)
+  bump = (jax.nn.one_hot(2 * pairs, channels)[:, :, None]
+          * jax.nn.one_hot(2 * pairs + 1, channels)[:, None, :])
+  return eye + rho * (bump + bump.transpose(0, 2, 1))
+
+
+def covariance_tokens(key: jax.Array, num: int, num_tokens: int, covariances: jax.Array
+                      ) -> tuple[jax.Array, jax.Array]:
+  """Tokens (num, N, d) ~ N(0, Σ_y) i.i.d. with y uniform over classes; labels (num,)."""
+  key_y, key_z = jax.random.split(key)
+  num_classes, d, _ = covariances.shape
+  y = jax.random.randint(key_y, (num,), 0, num_classes)
+  roots = jnp.linalg.cholesky(covariances)
+  z = jax.random.normal(key_z, (num, num_tokens, d))
+  return jnp.einsum("nij,ntj->nti", roots[y], z), y
+
+
+def gaussian_oracle_accuracy(tokens: jax.Array, y: jax.Array, covariances: jax.Array
+                             ) -> jax.Array:
+  """Accuracy of the Bayes classifier argmax_c Σ_t log N(x_t; 0, Σ_c) (uniform prior)."""
+  inv = jnp.linalg.inv(covariances)
+  _, logdet = jnp.linalg.slogdet(covariances)
+  loglik = (-0.5 * jnp.einsum("nti,cij,ntj->nc", tokens, inv, tokens)
+            - 0.5 * tokens.shape[1] * logdet[None, :])
+  return accuracy(loglik, y)

@@ -30,12 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrep.nn import l2_normalize
+
 METRICS = ("euclidean", "correlation", "cosine")
 COMPARISONS = ("cosine", "pearson", "spearman", "kendall_tau_a")
-
-
-def _unit_rows(x: jax.Array) -> jax.Array:
-  return x / jnp.linalg.norm(x, axis=1, keepdims=True)
 
 
 def rdm(features: jax.Array, metric: str = "euclidean") -> jax.Array:
@@ -47,9 +45,9 @@ def rdm(features: jax.Array, metric: str = "euclidean") -> jax.Array:
     off_diagonal = 1.0 - jnp.eye(features.shape[0], dtype=features.dtype)
     return jnp.sqrt(jnp.maximum(squared, 0.0)) * off_diagonal
   if metric == "correlation":
-    unit = _unit_rows(features - features.mean(axis=1, keepdims=True))
+    unit = l2_normalize(features - features.mean(axis=1, keepdims=True))
   elif metric == "cosine":
-    unit = _unit_rows(features)
+    unit = l2_normalize(features)
   else:
     raise ValueError(f"unknown RDM metric {metric!r}; use one of {METRICS}")
   dissimilarity = 1.0 - unit @ unit.T

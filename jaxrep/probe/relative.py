@@ -27,14 +27,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxrep.core.evaluate import accuracy
+from jaxrep.nn import l2_normalize
 
 PyTree = Any
 ApplyFn = Callable[[PyTree, jax.Array], jax.Array]
-
-
-def unit_rows(x: jax.Array, eps: float = 1e-8) -> jax.Array:
-  """x_i / max(‖x_i‖, eps) for every row."""
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
 def relative_projection(latents: jax.Array, anchor_latents: jax.Array,
@@ -42,7 +38,7 @@ def relative_projection(latents: jax.Array, anchor_latents: jax.Array,
   """r_ij = cos(z_i, a_j); latents (n, d), anchor_latents (k, d) → (n, k)."""
   chex.assert_rank([latents, anchor_latents], 2)
   chex.assert_equal_shape_suffix([latents, anchor_latents], 1)
-  return unit_rows(latents, eps) @ unit_rows(anchor_latents, eps).T
+  return l2_normalize(latents, eps=eps) @ l2_normalize(anchor_latents, eps=eps).T
 
 
 def relative_representation(encode: ApplyFn, params: PyTree, x: jax.Array,
@@ -101,7 +97,7 @@ def stitched_logits(encode: ApplyFn, encoder_params: PyTree, head: ApplyFn,
 def mean_cosine(a: jax.Array, b: jax.Array) -> jax.Array:
   """Mean over rows of cos(a_i, b_i); a, b (n, k)."""
   chex.assert_equal_shape([a, b])
-  return jnp.mean(jnp.sum(unit_rows(a) * unit_rows(b), axis=-1))
+  return jnp.mean(jnp.sum(l2_normalize(a, eps=1e-8) * l2_normalize(b, eps=1e-8), axis=-1))
 
 
 def pairwise_stitching_matrix(encoders: Sequence[tuple[ApplyFn, PyTree]],

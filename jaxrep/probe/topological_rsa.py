@@ -97,13 +97,6 @@ def fill_unreachable(values: jax.Array) -> jax.Array:
   return jnp.where(finite, values, jnp.max(jnp.where(finite, values, -jnp.inf)))
 
 
-def geotopological_geodesic(rdm_vector: jax.Array, lower: float | jax.Array,
-                            upper: float | jax.Array) -> jax.Array:
-  """The geodesic RDM of GT_{l,u}(rank_normalize(d)); unconnected pairs → the largest path."""
-  gt = geotopological_transform(rank_normalize(rdm_vector), lower, upper)
-  return fill_unreachable(geodesic_transform(gt))
-
-
 def identify_layers(data_rdms: jax.Array, candidate_rdms: jax.Array,
                     method: str = "pearson") -> jax.Array:
   """Predicted layer of each data RDM.

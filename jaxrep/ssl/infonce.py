@@ -24,9 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-
-def _unit(z: jax.Array) -> jax.Array:
-  return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+from jaxrep.nn import l2_normalize
 
 
 def infonce_loss(z1: jax.Array, z2: jax.Array, temperature: float = 0.1,
@@ -38,7 +36,7 @@ def infonce_loss(z1: jax.Array, z2: jax.Array, temperature: float = 0.1,
   """
   chex.assert_equal_shape((z1, z2))
   chex.assert_rank(z1, 2)
-  u1, u2 = _unit(z1), _unit(z2)
+  u1, u2 = l2_normalize(z1), l2_normalize(z2)
   n = z1.shape[0]
   if axis_name is None:
     g1, g2, offset = u1, u2, 0

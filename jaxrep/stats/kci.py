@@ -33,7 +33,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxrep.stats.kernels import center_kernel, squared_distances
+from jaxrep.stats.kernels import center_kernel, rbf_kernel
 
 EPSILON = 1e-3
 EIG_THRESHOLD = 1e-5
@@ -61,8 +61,8 @@ def zscore(x: jax.Array) -> jax.Array:
 
 
 def gaussian_gram(x: jax.Array, theta: float) -> jax.Array:
-  """exp(−½ θ ‖x_i − x_j‖²), shape (n, n)."""
-  return jnp.exp(-0.5 * theta * squared_distances(x))
+  """exp(−½ θ ‖x_i − x_j‖²), shape (n, n): ``rbf_kernel`` with σ = θ^{−1/2}."""
+  return rbf_kernel(x, bandwidth=theta ** -0.5)
 
 
 def gamma_p_value(statistic: jax.Array, mean: jax.Array, var: jax.Array) -> TestResult:

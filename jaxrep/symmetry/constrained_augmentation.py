@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrep.symmetry import groups
+from jaxrep import groups
 
 PyTree = Any
 OPS = ("identity", "shift", "scale", "flip", "noise", "erase")
@@ -72,8 +72,8 @@ def augment_sequence(key: jax.Array, x: jax.Array, op: jax.Array, level: jax.Arr
   branches = (
       lambda x: x,
       lambda x: groups.shift_sequence(
-          x, (sign * jnp.round(magnitude * max_shift)).astype(jnp.int32), "wrap"),
-      lambda x: groups.scale_sequence(x, jnp.exp(sign * magnitude * max_log_scale)),
+          (sign * jnp.round(magnitude * max_shift)).astype(jnp.int32), x, "wrap"),
+      lambda x: groups.scale_sequence(jnp.exp(sign * magnitude * max_log_scale), x),
       lambda x: x[::-1],
       lambda x: x + magnitude * noise_std * jax.random.normal(k_noise, x.shape, x.dtype),
       erase,

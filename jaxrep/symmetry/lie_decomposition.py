@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrep.symmetry import groups
+from jaxrep import groups
 
 GroupName = Literal["gl2", "sl2"]
 
@@ -325,6 +325,15 @@ class PlainCNN(nn.Module):
     return nn.Dense(self.num_classes)(h.max(axis=(1, 2)))
 
 
+def plain_cnn_param_count(features: int, kernel_size: int, second_kernel_size: int,
+                          in_channels: int = 1, num_classes: int = 10) -> int:
+  """Parameters of ``PlainCNN``: two convs with biases, two LayerNorms, the read-out
+  (closed form, to pick the width that matches a group network's count)."""
+  return (kernel_size**2 * in_channels * features + features + 2 * features
+          + second_kernel_size**2 * features**2 + features + 2 * features
+          + num_classes * features + num_classes)
+
+
 def count_params(params) -> int:
   return int(sum(p.size for p in jax.tree_util.tree_leaves(params)))
 
@@ -361,4 +370,4 @@ def affine_perturb(key: jax.Array, image: jax.Array, content_half_extent: float,
   reach = jnp.abs(corners).max(axis=0)
   room = jnp.maximum(jnp.array(image.shape[:2], a.dtype) / 2 - 1.5 - reach, 0.0)
   shift = jax.random.uniform(key_t, (2,), a.dtype, -1.0, 1.0) * jnp.floor(room)
-  return groups.affine_warp_image(image, a, shift)
+  return groups.affine_warp_image((a, shift), image)

@@ -101,14 +101,24 @@ def classification_error(logits: jax.Array, y: jax.Array) -> jax.Array:
   return jnp.mean(jnp.where(logits >= 0, 1.0, -1.0) != y)
 
 
-def make_loss(model: PatchNet):
-  """``loss_fn(params, batch, rng)`` for ``make_train_step``; batch = (x, y, mask)."""
+def logistic_loss_fn(model: PatchNet):
+  """``loss_fn(params, batch, rng)``: the (masked) logistic loss of ``model``.
+
+  Args:
+    model: a ``PatchNet``.
+
+  Returns:
+    ``loss_fn`` for a batch ``{"x": (n, k, d), "y": (n,) in {−1, +1}}`` with an
+    optional ``"mask"`` (n,) selecting the examples that count (several training
+    sizes share one program: size m trains on the first m rows); metrics hold
+    the training error over the whole batch.
+  """
 
   def loss_fn(params, batch, rng):
     del rng
-    x, y, mask = batch
-    logits = model.apply(params, x)
-    return logistic_loss(logits, y, mask), {"train_error": classification_error(logits, y)}
+    logits = model.apply(params, batch["x"])
+    loss = logistic_loss(logits, batch["y"], batch.get("mask"))
+    return loss, {"train_error": classification_error(logits, batch["y"])}
 
   return loss_fn
 

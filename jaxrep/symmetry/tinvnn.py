@@ -63,6 +63,76 @@ def double_centred_gram(distances: jax.Array) -> jax.Array:
   return 0.5 * (gram + gram.T)
 
 
+def householder_qr(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Thin QR of a tall matrix a (m, n), m ≥ n, by Householder reflections written
+  in jnp (Golub & Van Loan, Matrix Computations, 4th ed., Alg. 5.2.1):
+
+      H_j = I − 2 v_j v_jᵀ,  H_{n−1}⋯H_0 a = [R; 0],  Q = H_0⋯H_{n−1} [I_n; 0].
+
+  Q (m, n) has orthonormal columns to rounding even when a is rank deficient
+  (a zero column gives H_j = I), and R (n, n) is upper triangular with a = QR.
+  Unlike ``jnp.linalg.qr`` it lowers to plain XLA ops, never to a LAPACK custom
+  call: under ``vmap`` on CPU, jaxlib 0.10's batched LAPACK kernels split the
+  batch over the intra-op thread pool and block a pool worker until the pieces
+  finish, which deadlocks once every worker runs such a call (see
+  ``top_eigenpairs_subspace``). Meant for few columns: it loops over n in Python.
+  """
+  m, n = a.shape
+  if m < n:
+    raise ValueError(f"householder_qr needs a tall matrix, got {a.shape}")
+  r = a
+  reflectors = []
+  for j in range(n):
+    x = r[j:, j]
+    norm_x = jnp.sqrt(jnp.sum(x**2))
+    alpha = jnp.where(x[0] < 0, norm_x, -norm_x)        # −sign(x₀)‖x‖, no cancellation
+    v = x.at[0].add(-alpha)
+    norm_v = jnp.sqrt(jnp.sum(v**2))
+    v = v / jnp.where(norm_v > 0, norm_v, 1.0)             # v = 0 ⇒ H_j = I
+    r = r.at[j:, :].add(-2.0 * v[:, None] * (v @ r[j:, :])[None, :])
+    reflectors.append(v)
+  q = jnp.eye(m, n, dtype=a.dtype)
+  for j in reversed(range(n)):
+    v = reflectors[j]
+    q = q.at[j:, :].add(-2.0 * v[:, None] * (v @ q[j:, :])[None, :])
+  return q, jnp.triu(r[:n])
+
+
+def jacobi_eigh(matrix: jax.Array, sweeps: int = 10) -> tuple[jax.Array, jax.Array]:
+  """Eigenpairs of a small symmetric matrix (n, n) by cyclic Jacobi rotations in
+  jnp (Golub & Van Loan, Alg. 8.5.2–8.5.3): each rotation J(p, q, θ) zeroes
+  A_pq in A ← JᵀAJ and V ← VJ, with t = tan θ the smaller root of
+  t² + 2τt − 1 = 0, τ = (A_qq − A_pp) / (2A_pq). Convergence is quadratic; ten
+  sweeps reach rounding in float64 for the n ≤ 10 used here. Returns
+  (values (n,) ascending, vectors (n, n)) like ``jnp.linalg.eigh``, without a
+  LAPACK custom call (see ``householder_qr``)."""
+  n = matrix.shape[0]
+  pairs = [(p, q) for p in range(n - 1) for q in range(p + 1, n)]
+
+  def sweep(_, carry):
+    a, v = carry
+    for p, q in pairs:
+      apq = a[p, q]
+      off = apq != 0
+      tau = (a[q, q] - a[p, p]) / (2.0 * jnp.where(off, apq, 1.0))
+      t = jnp.where(tau < 0, -1.0, 1.0) / (jnp.abs(tau) + jnp.sqrt(1.0 + tau**2))
+      t = jnp.where(off, t, 0.0)
+      c = 1.0 / jnp.sqrt(1.0 + t**2)
+      s = t * c
+      row_p, row_q = a[p], a[q]
+      a = a.at[p].set(c * row_p - s * row_q).at[q].set(s * row_p + c * row_q)
+      col_p, col_q = a[:, p], a[:, q]
+      a = a.at[:, p].set(c * col_p - s * col_q).at[:, q].set(s * col_p + c * col_q)
+      col_p, col_q = v[:, p], v[:, q]
+      v = v.at[:, p].set(c * col_p - s * col_q).at[:, q].set(s * col_p + c * col_q)
+    return a, v
+
+  a, v = jax.lax.fori_loop(0, sweeps, sweep, (matrix, jnp.eye(n, dtype=matrix.dtype)))
+  values = jnp.diagonal(a)
+  order = jnp.argsort(values)
+  return values[order], v[:, order]
+
+
 def top_eigenpairs_subspace(matrix: jax.Array, k: int, oversampling: int = 5,
                             power_iterations: int = 2) -> tuple[jax.Array, jax.Array]:
   """Top-k eigenpairs of a symmetric PSD matrix (n, n) by randomized subspace
@@ -75,15 +145,22 @@ def top_eigenpairs_subspace(matrix: jax.Array, k: int, oversampling: int = 5,
   deterministic; since range(M^{q+1}Ω) = range(M) for such M, permuting M's
   rows and columns permutes the eigenvectors. Returns (vectors (n, k),
   values (k,)) in decreasing order; ~10× faster than a full ``eigh`` on CPU.
+
+  The QR and the small eigenproblem are ``householder_qr`` and ``jacobi_eigh``
+  (plain XLA ops), not LAPACK: this function runs under ``vmap`` over thousands
+  of clouds, and on CPU with jaxlib 0.10.x independent batched LAPACK calls in
+  one program can deadlock the intra-op thread pool (jaxlib's
+  ``ParallelBatchMap`` waits on a pool worker for work queued on the same pool;
+  disabled in open-source builds after 0.11.0, jax-ml/jax commit 859992407d).
   """
   n = matrix.shape[0]
   width = min(n, k + oversampling)
   omega = jax.random.normal(jax.random.PRNGKey(0), (n, width), matrix.dtype)
-  basis, _ = jnp.linalg.qr(matrix @ omega)
+  basis, _ = householder_qr(matrix @ omega)
   for _ in range(power_iterations):
-    basis, _ = jnp.linalg.qr(matrix @ basis)
+    basis, _ = householder_qr(matrix @ basis)
   small = basis.T @ matrix @ basis
-  values, vectors = jnp.linalg.eigh(0.5 * (small + small.T))
+  values, vectors = jacobi_eigh(0.5 * (small + small.T))
   return (basis @ vectors)[:, ::-1][:, :k], values[::-1][:k]
 
 

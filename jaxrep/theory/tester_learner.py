@@ -40,8 +40,12 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import optax
 from jax.scipy.stats import norm
 
+from jaxrep.core import fit as fit_lib
+from jaxrep.core import tasks, train
+from jaxrep.nn import l2_normalize
 from jaxrep.stats import moments
 
 
@@ -90,24 +94,40 @@ def sphere_gradient(w: jax.Array, x: jax.Array, y: jax.Array, sigma: float) -> j
   return g - (g @ w) * w
 
 
-def projected_sgd(key: jax.Array, x: jax.Array, y: jax.Array, w0: jax.Array,
-                  config: TesterConfig) -> jax.Array:
-  """Iterates of PSGD on the sphere, every ``record_every`` steps: (C, d)."""
-  n = x.shape[0]
-  num_records = config.num_steps // config.record_every
+def psgd_task(config: TesterConfig) -> tasks.Task:
+  """The learner as a task for ``jaxrep.core.fit``: projected SGD on the sphere.
 
-  def step(w, step_key):
-    idx = jax.random.randint(step_key, (config.batch_size,), 0, n)
-    w = w - config.learning_rate * sphere_gradient(w, x[idx], y[idx], config.sigma)
-    return w / jnp.linalg.norm(w), None
+  A run's inputs: ``key`` (split into the init key, w₀ = normalise(N(0, I)), and
+  the minibatch key) and the learning split ``x`` (n, d), ``y`` (n,). Step t:
+  ``config.batch_size`` indices drawn i.i.d. uniform (with replacement, as in the
+  DKTZ analysis) by ``tasks.minibatch_indices``, then
+  w ← normalise(w − η P_{w⊥} ∇L̂_σ(w)). Metrics per step: ``loss`` (the batch
+  surrogate) and ``w`` (the iterate after the step; the candidates are every
+  ``record_every``-th, see ``candidates``).
+  """
 
-  def record(w, record_key):
-    w, _ = jax.lax.scan(step, w, jax.random.split(record_key, config.record_every))
-    return w, w
+  def init(inputs):
+    key_init, _ = jax.random.split(inputs["key"])
+    w0 = jax.random.normal(key_init, (inputs["x"].shape[1],))
+    return train.init_train_state(l2_normalize(w0), optax.identity(), key_init)
 
-  _, iterates = jax.lax.scan(record, w0 / jnp.linalg.norm(w0),
-                             jax.random.split(key, num_records))
-  return iterates
+  def step(state, inputs):
+    _, key_batches = jax.random.split(inputs["key"])
+    idx = tasks.minibatch_indices(key_batches, state.step, inputs["x"].shape[0],
+                                  config.batch_size, replace=True)
+    batch = tasks.shard_batch({"x": inputs["x"][idx], "y": inputs["y"][idx]})
+    w = state.params
+    loss = surrogate_loss(w, batch["x"], batch["y"], config.sigma)
+    w = l2_normalize(w - config.learning_rate * sphere_gradient(w, batch["x"], batch["y"],
+                                                                config.sigma))
+    return state.replace(params=w, step=state.step + 1), {"loss": loss, "w": w}
+
+  return tasks.Task(init, step)
+
+
+def candidates(iterates: jax.Array, record_every: int) -> jax.Array:
+  """Every ``record_every``-th PSGD iterate (..., steps, d) → (..., C, d)."""
+  return iterates[..., record_every - 1::record_every, :]
 
 
 def zero_one_error(w: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
@@ -120,7 +140,7 @@ def zero_one_error(w: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
 def orthonormal_complement(w: jax.Array) -> jax.Array:
   """Q (d, d − 1) with orthonormal columns spanning w⊥ (Householder reflection)."""
   d = w.shape[0]
-  u = w / jnp.linalg.norm(w)
+  u = l2_normalize(w)
   e = jnp.zeros(d).at[0].set(1.0)
   sign = jnp.where(u[0] >= 0, 1.0, -1.0)
   v = u + sign * e
@@ -151,22 +171,30 @@ def band_conditional_tests(x: jax.Array, y: jax.Array, w: jax.Array, config: Tes
   return label_free.reject, label_aware.reject, jnp.max(jnp.abs(label_aware.moments))
 
 
-def tester_learner(key: jax.Array, x: jax.Array, y: jax.Array,
-                   config: TesterConfig) -> TesterOutcome:
-  """Learn on the first half of (x, y), select and test on the second half."""
-  chex.assert_rank(x, 2)
-  half = x.shape[0] // 2
-  x_learn, y_learn, x_test, y_test = x[:half], y[:half], x[half:], y[half:]
-  key_init, key_sgd = jax.random.split(key)
-  w0 = jax.random.normal(key_init, (x.shape[1],))
-  candidates = projected_sgd(key_sgd, x_learn, y_learn, w0, config)
-  errors = jax.vmap(zero_one_error, in_axes=(0, None, None))(candidates, x_test, y_test)
-  w_hat = candidates[jnp.argmin(errors)]
+def select_and_test(candidate_ws: jax.Array, x_test: jax.Array, y_test: jax.Array,
+                    config: TesterConfig) -> TesterOutcome:
+  """ŵ = the candidate (C, d) of least 0-1 error on the test split; then T1–T3 on it."""
+  chex.assert_rank(x_test, 2)
+  errors = jax.vmap(zero_one_error, in_axes=(0, None, None))(candidate_ws, x_test, y_test)
+  w_hat = candidate_ws[jnp.argmin(errors)]
   t1 = moments.moment_matching_test(x_test, config.moment_degree, config.level).reject
   mass, t2 = band_mass_test(x_test @ w_hat, config.band_width, config.level)
   t3a, t3b, deviation = band_conditional_tests(x_test, y_test, w_hat, config)
   accept = ~(t1 | t2 | t3a | t3b)
-  return TesterOutcome(w_hat, candidates, accept, t1, t2, t3a, t3b, mass, deviation)
+  return TesterOutcome(w_hat, candidate_ws, accept, t1, t2, t3a, t3b, mass, deviation)
+
+
+def tester_learner(key: jax.Array, x: jax.Array, y: jax.Array,
+                   config: TesterConfig) -> TesterOutcome:
+  """Learn on the first half of (x, y) (PSGD through ``fit``, one run), select and
+  test on the second half. Host-level (``fit`` is); experiments stack many runs
+  into one ``fit`` of ``psgd_task`` and vmap ``select_and_test``."""
+  half = x.shape[0] // 2
+  result = fit_lib.fit(psgd_task(config), {"key": key[None], "x": x[None, :half],
+                                           "y": y[None, :half]},
+                       config.num_steps, progress=False)
+  return select_and_test(candidates(result.curves["w"][0], config.record_every),
+                         x[half:], y[half:], config)
 
 
 # ---------------------------------------------------------------- distributions

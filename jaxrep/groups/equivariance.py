@@ -1,15 +1,17 @@
-"""Equivariance as a measurable quantity and a test utility.
+r"""Equivariance as a measurable quantity, a test utility and a regulariser.
 
 A function f is G-equivariant when f(g·x) = g·f(x) for all g ∈ G (invariant
 when the output action is trivial). The callables follow one convention:
 
 * ``sample_g(key) -> g``   a random group element (any pytree, e.g. a matrix,
-  a permutation, an (R, t) pair) — the samplers in ``jaxrep.symmetry.groups``;
+  a permutation, an (R, t) pair) — the samplers in ``jaxrep.groups``;
 * ``act_in(g, x) -> g·x``  the action on inputs;
 * ``act_out(g, y) -> g·y`` the action on outputs (``trivial_action`` for
   invariance).
 
-``equivariance_error`` returns the relative error
+A ``jaxrep.groups.Group`` is such a (sample, act) pair.
+
+``equivariance_error`` returns the relative error, a Python float,
 
     max_g max |f(g·x) − g·f(x)| / (max |f(x)| + eps)
 
@@ -17,10 +19,15 @@ over ``num_samples`` elements; ``assert_equivariant`` raises AssertionError
 when it exceeds ``atol``. ``x`` and f's outputs may be pytrees. Run under
 ``jax.enable_x64(True)`` where exactness is claimed.
 
+``equivariance_residual`` is the jittable, differentiable form, an array of
+shape () usable as a soft-equivariance regulariser:
+
+    R(f; x) = (1/S) Σ_{s=1}^{S} Σ_leaves mean |f(g_s·x) − g_s·f(x)|².
+
 Example::
 
-    err = equivariance_error(f, groups.sample_so3,
-                             lambda R, x: x @ R.T, lambda R, y: y @ R.T, x, key)
+    err = equivariance_error(f, groups.sample_so3, groups.rotate_points,
+                             groups.rotate_points, x, key)
 """
 from __future__ import annotations
 
@@ -71,6 +78,33 @@ def invariance_error(f: Callable[[PyTree], PyTree], sample_g: Sampler, act_in: A
                      eps: float = 1e-12) -> float:
   """``equivariance_error`` with the trivial output action: max|f(g·x) − f(x)|/max|f(x)|."""
   return equivariance_error(f, sample_g, act_in, trivial_action, x, key, num_samples, eps)
+
+
+def equivariance_residual(f: Callable[[PyTree], PyTree], sample_g: Sampler, act_in: Action,
+                          act_out: Action, x: PyTree, key: jax.Array,
+                          num_samples: int = 1) -> jax.Array:
+  """R = (1/S) Σ_s Σ_leaves mean |f(g_s·x) − g_s·f(x)|², shape ().
+
+  Jittable and differentiable (in f's parameters and in x): the S group
+  elements come from ``jax.vmap`` over ``jax.random.split(key, S)``, so
+  ``sample_g``, the actions and f must be traceable. Zero iff f commutes
+  with every sampled g.
+  """
+  fx = f(x)
+
+  def residual(sample_key: jax.Array) -> jax.Array:
+    g = sample_g(sample_key)
+    squares = jax.tree_util.tree_map(lambda u, v: jnp.mean(jnp.abs(u - v) ** 2),
+                                     f(act_in(g, x)), act_out(g, fx))
+    return sum(jax.tree_util.tree_leaves(squares))
+
+  return jnp.mean(jax.vmap(residual)(jax.random.split(key, num_samples)))
+
+
+def invariance_residual(f: Callable[[PyTree], PyTree], sample_g: Sampler, act_in: Action,
+                        x: PyTree, key: jax.Array, num_samples: int = 1) -> jax.Array:
+  """``equivariance_residual`` with the trivial output action, shape ()."""
+  return equivariance_residual(f, sample_g, act_in, trivial_action, x, key, num_samples)
 
 
 def _default_atol(tree: PyTree) -> float:
