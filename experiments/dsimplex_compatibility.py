@@ -4,19 +4,7 @@ Paper: Biondi et al., "Stationary Representations: Optimally Approximating
 Compatibility and Implications for Improved Model Replacements", CVPR 2024
 (``jaxrep.probe.dsimplex``).
 
-Command:   jaxrep run dsimplex_compatibility --workdir runs/dsimplex_compatibility
-           (= python -m experiments.dsimplex_compatibility --workdir=...)
-Runtime:   3 min 35 s measured on 2 CPU cores (quick mode: seconds).
-Expected:  (the claim) average compatibility (AC) of the d-simplex-HOC sequence
-           ≥ 0.9; the learnable-classifier ER baseline ≤ 0.5.
-Measured:  FAIL on the d-simplex half. AC 0.10 ± 0.00 (d-simplex-HOC) vs 0.00 (ER).
-           The stationary classifier does align independently trained models:
-           cross-model identification keeps 0.93 ± 0.01 of the gallery model's own
-           accuracy (``cross_over_self``) vs 0.42 ± 0.05 for ER (0.08 absolute
-           after the replacement vs ≈ 0.5 for d-simplex). But AC needs the updated
-           query model to *beat* the old model on its own gallery (M_ij > M_jj),
-           and here M_ij falls 1–7 points short for 9 of 10 pairs: on MNIST-1D the
-           fine-tuned models barely improve as query encoders of old galleries.
+Command, runtime, expected and measured result: ``experiments/configs/dsimplex_compatibility.py``.
 
 Protocol (the paper's IAM-CL²R scenario, scaled down). MNIST-1D's 10 classes
 arrive in ``num_tasks`` = 5 tasks of 2 classes. After each task,
@@ -47,20 +35,13 @@ the fraction of the 10 pairs i > j with M_ij > M_jj.
 
 Hyperparameters (chosen once, before the reported run): Adam 1e-3, batch 64,
 ``steps_per_task`` = 500, pre-training 3 × 500 steps (fresh optimizer per task,
-as in the official code, and per pre-training chunk).
-
-History (reported, not hidden). A first default run started the stream from a
-randomly initialised model trained on task 0 alone and used the previous
-stream model as φ_old at the replacement; it measured AC 0.567 ± 0.047 (d-simplex)
-and 0.0 (ER), with d-simplex test accuracy only 0.34: HOC (weight 0.9) pins
-new-class features to a 2-class model's meaningless features for them. Reading
-``main.py`` of the official code showed both choices deviate from it (task 0 and
-replacements load pre-trained models, and φ_old is the loaded model), so the
-protocol was corrected to the one above before the reported run.
+as in the official code, and per pre-training chunk). Every task and chunk is one
+``ctx.fit`` of ``dsimplex.compatibility_task`` over the replicates; its batches
+are drawn *with* replacement, ∝ the class-balanced weights (the first runs'
+protocol, same keys and batches). The first default run's protocol, corrected
+after reading the official code, is described in the config's header.
 """
 from __future__ import annotations
-
-import functools
 
 import flax.linen as nn
 import jax
@@ -69,9 +50,9 @@ import ml_collections
 import numpy as np
 import optax
 
+from experiments.configs import dsimplex_compatibility as configs
 from jaxrep import data
-from jaxrep.core import experiment, train
-from jaxrep.core.evaluate import accuracy
+from jaxrep.core import experiment, figures
 from jaxrep.probe import dsimplex
 from jaxrep.probe.encoders import CNNEncoder1D, standardized_mnist1d
 
@@ -101,186 +82,66 @@ class IncrementalNet(nn.Module):
     return features, logits
 
 
-def get_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.num_seeds = 3
-  c.num_tasks = 5
-  c.num_preallocated = 32
-  c.rehearsal_per_class = 20
-  c.replace_task = 3
-  c.channels = 32
-  c.replacement_channels = 64
-  c.steps_per_task = 500
-  c.pretrain_chunks = 3
-  c.batch_size = 64
-  c.learning_rate = 1e-3
-  c.hoc_lambda = dsimplex.HOC_LAMBDA
-  c.hoc_mu = dsimplex.HOC_MU
-  return c
-
-
-def quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  c.num_seeds = 2
-  c.steps_per_task = 20
-  c.pretrain_chunks = 1
-  c.channels = 8
-  c.replacement_channels = 16
-  return c
-
-
-def validate(c: ml_collections.ConfigDict) -> None:
-  if 10 % c.num_tasks:
-    raise experiment.ConfigError("config key 'num_tasks' must divide MNIST-1D's 10 classes")
-  if c.num_preallocated < 10:
-    raise experiment.ConfigError("config key 'num_preallocated' must be ≥ 10 (the classes)")
-  if not 0 < c.replace_task < c.num_tasks:
-    raise experiment.ConfigError("config key 'replace_task' must be in 1 … num_tasks − 1")
-  if not 0 <= c.hoc_lambda <= 1 or c.hoc_mu <= 0 or c.learning_rate <= 0:
-    raise experiment.ConfigError("need 0 ≤ hoc_lambda ≤ 1, hoc_mu > 0, learning_rate > 0")
-
-
-def _model(c, channels, method):
-  return IncrementalNet(c.num_preallocated, channels, fixed=method == "dsimplex")
-
-
-@functools.partial(jax.jit, static_argnames=("c", "method", "channels"))
-def init_models(keys, x, *, c, method, channels):
-  """Fresh parameters for every replicate key."""
-  return jax.vmap(lambda k: _model(c, channels, method).init(k, x[:1]))(keys)
-
-
-@functools.partial(jax.jit, static_argnames=("c", "method", "channels"))
-def train_task(keys, params, old_params, sample_weights, ce_weight, x, y, *, c, method,
-               channels):
-  """``steps_per_task`` steps for every replicate (leading axis of keys, params, weights).
-
-  Batches are drawn with probability ∝ ``sample_weights`` (zero outside the
-  task's data and the memory). With ``old_params`` (a model of the same width)
-  the loss is λ·CE + (1 − λ)·L_HOC against it (λ = ``ce_weight``, traced, so
-  λ = 1 reuses the compiled program for plain cross-entropy); without, CE.
-  """
-  model = _model(c, channels, method)
-  optimizer = optax.adam(c.learning_rate)
-
-  def one(key, params, old, weights):
-    def loss_fn(p, batch, rng):
-      del rng
-      features, logits = model.apply(p, batch[0])
-      old_features = None if old is None else model.apply(old, batch[0])[0]
-      loss, metrics = dsimplex.compatibility_loss(logits, batch[1], features, old_features,
-                                                  ce_weight, c.hoc_mu)
-      return loss, {**metrics, "accuracy": accuracy(logits, batch[1])}
-
-    def batch_fn(i):
-      idx = jax.random.choice(jax.random.fold_in(key, i), x.shape[0], (c.batch_size,),
-                              p=weights / weights.sum())
-      return x[idx], y[idx]
-
-    state = train.init_train_state(params, optimizer, key)
-    step = train.make_train_step(loss_fn, optimizer, jit=False)
-    state, metrics = train.scan_steps(step, state, batch_fn, c.steps_per_task)
-    return state.params, metrics["loss"][-50:].mean()
-
-  return jax.vmap(one)(keys, params, old_params, sample_weights)
-
-
-def balanced_weights(y: np.ndarray, available: np.ndarray) -> np.ndarray:
-  """Weight 1/n_c for each available sample of class c (class-balanced batches)."""
-  counts = np.bincount(y[available], minlength=y.max() + 1)
-  return np.where(available, 1.0 / np.maximum(counts[y], 1), 0.0).astype(np.float32)
-
-
-def task_weights(c, y: np.ndarray, seeds: list[int]) -> np.ndarray:
-  """Sampling weights (tasks, seeds, n): task t's classes plus the replay memory."""
-  per_task = 10 // c.num_tasks
-  weights = np.zeros((c.num_tasks, len(seeds), y.size), np.float32)
-  for s, seed in enumerate(seeds):
-    rng = np.random.default_rng(seed)
-    memory = np.zeros(y.size, bool)
-    for t in range(c.num_tasks):
-      current = (y >= t * per_task) & (y < (t + 1) * per_task)
-      weights[t, s] = balanced_weights(y, current | memory)
-      for cls in range(t * per_task, (t + 1) * per_task):
-        members = np.flatnonzero(y == cls)
-        memory[rng.choice(members, c.rehearsal_per_class, replace=False)] = True
-  return weights
-
-
-def pretrained_models(c, method, keys, width, x_pre, y_pre):
-  """A model "pre-trained elsewhere": fresh init, ``pretrain_chunks`` × ``steps_per_task``
-  steps of cross-entropy on all classes of the other data set (Adam restarted per
-  chunk, so the compiled task program is reused; φ_old = itself with λ = 1)."""
-  frozen = ml_collections.FrozenConfigDict(c)
-  hoc = method == "dsimplex"
-  weights = jnp.tile(balanced_weights(y_pre, np.ones(y_pre.size, bool)), (keys.shape[0], 1))
-  params = init_models(keys, x_pre, c=frozen, method=method, channels=width)
-  x_pre, y_pre = jnp.asarray(x_pre), jnp.asarray(y_pre)
-  for chunk in range(c.pretrain_chunks):
-    chunk_keys = jax.vmap(lambda k: jax.random.fold_in(k, chunk))(keys)
-    params, _ = train_task(chunk_keys, params, params if hoc else None, weights,
-                           jnp.float32(1.0), x_pre, y_pre, c=frozen, method=method,
-                           channels=width)
-  return params
-
-
-def run_sequence(c, method, keys, weights, x, y, x_pre, y_pre):
-  """Trains one method's sequence; returns per-task params, widths and final losses.
+def run_sequence(ctx, c, method, keys, weights, x, y, x_pre, y_pre) -> dict:
+  """Trains one method's sequence; returns per-task (params, width) and the curves.
 
   As in the official code (``replace_ids`` always contains 0), the stream starts
-  from a model pre-trained elsewhere, and at a replacement task the downloaded
-  model is loaded; d-simplex-HOC's φ_old is the model the task starts from (the
-  previous task's model, or the freshly loaded pre-trained model).
+  from a model pre-trained elsewhere — ``pretrain_chunks`` × ``steps_per_task``
+  steps of cross-entropy on all classes of the other data set, Adam restarted per
+  chunk (d-simplex: φ_old = itself with λ = 1) — and at a replacement task the
+  downloaded model is loaded; d-simplex-HOC's φ_old is the model the task starts
+  from (the previous task's model, or the freshly loaded pre-trained model).
   """
-  frozen = ml_collections.FrozenConfigDict(c)
   hoc = method == "dsimplex"
+  fold = lambda keys, offset: jax.vmap(lambda k: jax.random.fold_in(k, offset))(keys)
+  net = lambda width: IncrementalNet(c.num_preallocated, width, fixed=hoc)
 
-  def fold(offset):
-    return jax.vmap(lambda k: jax.random.fold_in(k, offset))(keys)
+  def train(name, width, run_keys, params, run_weights, examples, lam):
+    task = dsimplex.compatibility_task(net(width).apply, optax.adam(c.learning_rate),
+                                       batch_size=c.batch_size, lam=lam, mu=c.hoc_mu)
+    runs = {"key": run_keys, "params": params, "weights": run_weights}
+    result = ctx.fit(f"{method}-{name}", task, runs, c.steps_per_task,
+                     data={"examples": examples})
+    return result.state.params, result.curves["loss"]
 
-  base = pretrained_models(c, method, fold(20_000), c.channels, x_pre, y_pre)
-  wide = pretrained_models(c, method, fold(10_000), c.replacement_channels, x_pre, y_pre)
-  models, widths, losses = [], [], []
+  pre = {"x": x_pre, "y": y_pre}
+  everything = dsimplex.balanced_weights(np.asarray(y_pre), np.ones(y_pre.size, bool))
+  pre_weights = jnp.tile(everything, (keys.shape[0], 1))
+  loaded, curves = {}, {}
+  for label, offset, width in (("base", 20_000, c.channels),
+                               ("wide", 10_000, c.replacement_channels)):
+    params = jax.jit(jax.vmap(lambda k: net(width).init(k, x_pre[:1])))(fold(keys, offset))
+    chunks = []
+    for chunk in range(c.pretrain_chunks):
+      params, curve = train(f"pretrain-{label}-{chunk}", width, fold(fold(keys, offset), chunk),
+                            params, pre_weights, pre, 1.0 if hoc else None)
+      chunks.append(curve)
+    loaded[label], curves[f"pre-training ({label})"] = (params, width), np.concatenate(chunks, 1)
+  models, stream = [], []
   for t in range(c.num_tasks):
-    if t == 0:
-      params, width = base, c.channels
-    elif t == c.replace_task:
-      params, width = wide, c.replacement_channels
-    else:
-      params, width = models[-1], widths[-1]
-    params, loss = train_task(
-        fold(t), params, params if hoc else None, weights[t],
-        jnp.float32(c.hoc_lambda if hoc else 1.0), x, y, c=frozen, method=method,
-        channels=width)
-    models.append(params)
-    widths.append(width)
-    losses.append(loss)
-  return models, widths, np.stack(losses, 1)
+    start = {0: "base", c.replace_task: "wide"}.get(t)
+    params, width = loaded[start] if start else models[-1]
+    params, curve = train(f"task{t}", width, fold(keys, t), params, weights[t],
+                          {"x": x, "y": y}, c.hoc_lambda if hoc else None)
+    models.append((params, width))
+    stream.append(curve)
+  curves["stream"] = np.concatenate(stream, 1)
+  return {"models": models, "curves": curves,
+          "losses": np.stack([s[:, -50:].mean(1) for s in stream], 1)}
 
 
-@functools.partial(jax.jit, static_argnames=("c", "method", "channels"))
-def test_outputs(params, x_test, *, c, method, channels):
-  """Features (seeds, n, d) and logits (seeds, n, K_pre) of every replicate."""
-  return jax.vmap(lambda p: _model(c, channels, method).apply(p, x_test))(params)
-
-
-@jax.jit
-def compatibility_matrices(features, y_test):
-  """(seeds, T, T) from features (seeds, T, n, d): queries are the second half of
-  the test set, the gallery the first half."""
-  half = y_test.shape[0] // 2
-  return jax.vmap(lambda f: dsimplex.compatibility_matrix(
-      f[:, half:], y_test[half:], f[:, :half], y_test[:half], 10))(features)
-
-
-def compatibility(c, method, models, widths, x_test, y_test):
-  """Per-replicate compatibility matrices (seeds, T, T) and test accuracies (seeds, T)."""
-  frozen = ml_collections.FrozenConfigDict(c)
+def compatibility(c, method, models, x_test, y_test):
+  """Per-replicate compatibility matrices (seeds, T, T) and test accuracies (seeds, T);
+  queries are the second half of the test set, the gallery the first half."""
   feats, accs = [], []
-  for params, width in zip(models, widths):
-    features, logits = test_outputs(params, x_test, c=frozen, method=method, channels=width)
+  for params, width in models:
+    model = IncrementalNet(c.num_preallocated, width, fixed=method == "dsimplex")
+    features, logits = jax.jit(jax.vmap(lambda p: model.apply(p, x_test)))(params)
     feats.append(features)
     accs.append(np.asarray(jnp.mean(jnp.argmax(logits, -1) == y_test, axis=-1)))
-  matrices = compatibility_matrices(jnp.stack(feats, 1), y_test)
+  half = y_test.shape[0] // 2
+  matrices = jax.jit(jax.vmap(lambda f: dsimplex.compatibility_matrix(
+      f[:, half:], y_test[half:], f[:, :half], y_test[:half], 10)))(jnp.stack(feats, 1))
   return np.asarray(matrices), np.stack(accs, 1)
 
 
@@ -294,23 +155,25 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
   x_np, y_np, x_test_np, y_test_np = standardized_mnist1d(ctx.data_dir)
   x, y = jnp.asarray(x_np), jnp.asarray(y_np)
   x_test, y_test = jnp.asarray(x_test_np), jnp.asarray(y_test_np)
-  weights = jnp.asarray(task_weights(c, y_np, ctx.seeds(c.num_seeds)))
+  weights = jnp.asarray(np.stack([dsimplex.incremental_replay_weights(
+      y_np, c.num_tasks, c.rehearsal_per_class, np.random.default_rng(seed))
+      for seed in ctx.seeds(c.num_seeds)], 1))  # (tasks, seeds, n)
   shifted = data.load("mnist1d/shifted", "train", ctx.data_dir)
-  x_pre = (shifted.x - shifted.x.mean()) / shifted.x.std()
+  x_pre = jnp.asarray((shifted.x - shifted.x.mean()) / shifted.x.std())
   keys = ctx.seed_keys("stream", c.num_seeds)  # same inits and batches for both methods
 
-  measured, details = {}, {}
-  meter = ctx.progress("methods", len(METHODS), unit="sequences")
-  for i, method in enumerate(METHODS):
+  measured, details, curves = {}, {}, {}
+  for method in METHODS:
     def sequence():
-      models, widths, losses = run_sequence(c, method, keys, weights, x, y, x_pre,
-                                            np.asarray(shifted.y))
-      matrices, accs = compatibility(c, method, models, widths, x_test, y_test)
-      return {"matrices": matrices, "accuracies": accs, "losses": losses}
+      trained = run_sequence(ctx, c, method, keys, weights, x, y, x_pre,
+                             jnp.asarray(shifted.y))
+      matrices, accs = compatibility(c, method, trained["models"], x_test, y_test)
+      return {"matrices": matrices, "accuracies": accs, "losses": trained["losses"],
+              "curves": trained["curves"]}
 
-    result = ctx.stage(f"sequence-{method}", sequence)
-    ac = np.array([float(dsimplex.average_compatibility(m)) for m in result["matrices"]])
-    measured[f"ac_{method}"] = ac
+    result = ctx.stage(f"fit-sequence-{method}", sequence)
+    measured[f"ac_{method}"] = np.array(
+        [float(dsimplex.average_compatibility(m)) for m in result["matrices"]])
     measured[f"cross_over_self_{method}"] = np.array(
         [cross_over_self(m) for m in result["matrices"]])
     measured[f"final_test_accuracy_{method}"] = result["accuracies"][:, -1]
@@ -319,47 +182,43 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
     details[f"compatibility_matrices_{method}"] = result["matrices"]
     details[f"test_accuracy_per_task_{method}"] = result["accuracies"]
     details[f"final_train_loss_per_task_{method}"] = result["losses"]
-    for t in range(c.num_tasks):
-      ctx.logger.log(t, {"test_accuracy": float(result["accuracies"][:, t].mean()),
-                         "self_identification": float(result["matrices"][:, t, t].mean())},
-                     run=method)
-    meter.update(i + 1, f"{method}: AC {ac.mean():.3f}")
+    curves.update({f"{method} {k}": v for k, v in result["curves"].items()})
 
   passed = bool(np.mean(measured["ac_dsimplex"]) >= DSIMPLEX_AC_MIN
                 and np.mean(measured["ac_learnable"]) <= LEARNABLE_AC_MAX)
   details["thresholds"] = {"dsimplex_ac_min": DSIMPLEX_AC_MIN,
                            "learnable_ac_max": LEARNABLE_AC_MAX}
   details["replace_task"] = c.replace_task
-  ctx.save_figure(plot(c, details, measured))
+  ctx.save_figure(plot(c, details, measured, curves))
   return experiment.Outcome(measured=measured, passed=passed, details=details)
 
 
-def plot(c, details, measured):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+def plot(c, details, measured, curves):
+  fig, axes = figures.panels(4, width=4.5)
   for ax, method in zip(axes, METHODS):
     matrix = details[f"compatibility_matrix_mean_{method}"]
     t = matrix.shape[0]
-    masked = np.where(np.tril(np.ones((t, t), bool)), matrix, np.nan)
-    image = ax.imshow(masked, vmin=0, vmax=1, cmap="viridis")
+    ax.imshow(np.where(np.tril(np.ones((t, t), bool)), matrix, np.nan), vmin=0, vmax=1,
+              cmap="viridis")
     for i in range(t):
       for j in range(i + 1):
         mark = "" if i == j else ("✓" if matrix[i, j] > matrix[j, j] else "✗")
         ax.text(j, i, f"{matrix[i, j]:.2f}{mark}", ha="center", va="center", color="w",
                 fontsize=8)
     ax.set(xlabel="gallery model (task)", ylabel="query model (task)",
-           title=f"{method}: AC = {np.mean(measured[f'ac_{method}']):.2f} "
+           title=f"{method}: AC = {np.mean(measured[f'ac_{method}']):.2f}\n"
                  f"(replacement at task {c.replace_task})")
-  fig.colorbar(image, ax=axes, shrink=0.8)
+  figures.plot_curves(axes[2], {k: v for k, v in curves.items() if "pre-training" in k},
+                      title="pre-training (cross-entropy)")
+  figures.plot_curves(axes[3], {k: v for k, v in curves.items() if "stream" in k},
+                      logy=False, title=f"stream: {c.num_tasks} tasks × {c.steps_per_task} "
+                                        "steps\n(d-simplex: λ·CE + (1 − λ)·HOC)")
   return fig
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="dsimplex_compatibility", claim=CLAIM, get_config=get_config, run=run,
-    quick=quick, validate=validate, runtime_s=240,
+    paper_id="dsimplex_compatibility", claim=CLAIM, get_config=configs.get_config, run=run,
+    quick=configs.quick, validate=configs.validate, runtime_s=240,
     headline=("ac_dsimplex", "ac_learnable", "final_test_accuracy_dsimplex",
               "final_test_accuracy_learnable"))
 

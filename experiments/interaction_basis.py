@@ -7,11 +7,13 @@ Jacobians) of ApolloResearch/rib.
 Command, runtime, expected and measured result: ``experiments/configs/interaction_basis.py``.
 
 Protocol. ``num_seeds`` ReLU MLPs (2 hidden layers of ``hidden`` units) are
-trained per task as one vmapped program: modular addition a + b mod p (p = 31,
-inputs one-hot(a) ⊕ one-hot(b)), trained and evaluated on the full 31 × 31
-table (the object of study is the trained function, not generalisation), and
-MNIST-1D (train split; bases on ``num_basis_examples`` training inputs,
-accuracies on the test split). The analysis runs in float64.
+trained per task by one ``fit`` over seeds (Adam): modular addition a + b mod p
+(p = 31, inputs one-hot(a) ⊕ one-hot(b)), trained by full-batch steps and
+evaluated on the full 31 × 31 table (the object of study is the trained
+function, not generalisation), and MNIST-1D (train split, minibatches drawn
+without replacement within a step, the original run's protocol, kept; bases on
+``num_basis_examples`` training inputs, accuracies on the test split). The
+analysis runs in float64.
 
 Degeneracies (function-preserving, checked) are injected into every hidden
 layer: ``num_duplicate`` duplicated units with split outgoing weights and
@@ -121,40 +123,15 @@ def bases_and_ranks(layers, x, rtol):
 @functools.partial(jax.jit, static_argnames=("variant", "c"))
 def inject(layers, key, x, variant: str, c):
   """Degenerate units in every hidden layer (see the module docstring)."""
-  unused = c.num_unused if variant == "all" else 0
-  for hidden in range(len(layers) - 1):
-    inputs = ib.node_layers(ib.mlp_sections(layers), x)[hidden]
-    layers = ib.inject_degenerate_units(
-        layers, hidden, jax.random.fold_in(key, hidden), inputs, num_duplicate=c.num_duplicate,
-        num_dead=c.num_dead, num_unused=unused)
-  return layers
+  return ib.inject_into_hidden_layers(layers, key, x, num_duplicate=c.num_duplicate,
+                                      num_dead=c.num_dead,
+                                      num_unused=c.num_unused if variant == "all" else 0)
 
 
 @functools.partial(jax.jit, static_argnames=("layer", "rtol"))
 def retention_curves(layers, bases, grams, x_basis, x_eval, y_eval, layer, rtol):
-  """Accuracy (3, width + 2) when keeping the top k = 0 .. width + 1 directions of
-  the interaction, PCA and neuron bases of hidden node layer ``layer``."""
-  sections = ib.mlp_sections(layers)
-  node_basis = ib.node_layers(sections, x_basis)[layer]
-  node_eval = ib.node_layers(sections, x_eval)[layer]
-  ks = jnp.arange(node_eval.shape[1] + 2)
-  basis = bases[layer]
-  mean_hat = ib.features_in_basis(basis, node_basis).mean(0)
-  pca, _ = ib.pca_basis(node_basis, rtol)
-  neurons = ib.neuron_basis(node_basis, grams[layer][1])
-
-  def acc_interaction(k):
-    kept = ib.ablate_to_top_k(basis, ib.augment(node_eval), k, mean_hat)
-    return accuracy(ib.run_from_augmented(sections, layer, kept), y_eval)
-
-  def acc_orthonormal(b, k):
-    mean = (node_basis @ b.rotation).mean(0)
-    return accuracy(ib.run_from(sections, layer, ib.ablate_to_top_k(b, node_eval, k, mean)),
-                    y_eval)
-
-  return jnp.stack([jax.lax.map(acc_interaction, ks),
-                    jax.lax.map(lambda k: acc_orthonormal(pca, k), ks),
-                    jax.lax.map(lambda k: acc_orthonormal(neurons, k), ks)])
+  return ib.retention_curves(ib.mlp_sections(layers), layer, bases[layer], grams[layer][1],
+                             x_basis, x_eval, y_eval, rtol)
 
 
 def smallest_sufficient_k(curve: np.ndarray, full: float) -> int:

@@ -112,8 +112,8 @@ def transfer(c, ctx):
   source = np.isin(y, SOURCE_CLASSES)
   model = TinyTransformer(num_classes=len(SOURCE_CLASSES), dim=c.dim, depth=c.depth,
                           num_heads=c.num_heads)
-  backbone = ctx.stage("pretrain", lambda: pretrain(ctx, c, model, jnp.asarray(x[source]),
-                                                    jnp.asarray(y[source])))
+  backbone = ctx.stage("fit-pretrain", lambda: pretrain(
+      ctx, c, model, jnp.asarray(x[source]), jnp.asarray(y[source])))
   tokens_of = jax.jit(jax.vmap(lambda p, xs: model.apply(p, xs, method=TinyTransformer.tokens)))
   idx = few_shot_indices(ctx.seeds(c.num_seeds), y, TARGET_CLASSES, c.shots)
   tokens = tokens_of(backbone["params"], jnp.asarray(x[idx]))  # (seeds, n, 1 + T, dim)
@@ -124,7 +124,7 @@ def transfer(c, ctx):
   test = (tokens_test[:, :, 0], tokens_test[:, :, 1:],
           jnp.tile(jnp.asarray(y_test[target_test] - TARGET_CLASSES[0]), (c.num_seeds, 1)))
   keys, k = ctx.seed_keys("transfer-probes", c.num_seeds), len(TARGET_CLASSES)
-  out = {kind: ctx.stage(f"transfer-{kind}", lambda: train_probe(
+  out = {kind: ctx.stage(f"fit-transfer-{kind}", lambda: train_probe(
       ctx, f"transfer-{kind}", c, kind, k, keys, train, test)) for kind in ("lp", "mp")}
   out["lp_lbfgs"] = {"test": lbfgs_probe_accuracy(train[0], train[2], test[0], test[2], k)}
   return out, backbone
@@ -142,7 +142,7 @@ def covariance_task(c, ctx):
       tokens_test, y_test, covs))
   train, test = (tokens.mean(2), tokens, y), (tokens_test.mean(2), tokens_test, y_test)
   keys = ctx.seed_keys("covariance-probes", c.num_seeds)
-  out = {kind: ctx.stage(f"covariance-{kind}", lambda: train_probe(
+  out = {kind: ctx.stage(f"fit-covariance-{kind}", lambda: train_probe(
       ctx, f"covariance-{kind}", c, kind, c.cov_num_classes, keys, train, test))
          for kind in ("lp", "mp")}
   out["lp_lbfgs"] = {"test": lbfgs_probe_accuracy(train[0], y, test[0], y_test,

@@ -11,11 +11,12 @@ two 1-D CNNs from different seeds ("cnn_a", "cnn_b") and an MLP ("mlp", the
 different architecture) — are each trained twice end to end with Adam as
 classifiers: *absolute* (head reads the latent E(x)) and *relative* (head reads
 r(x) = cos(E(x), E(anchors))). Both heads are LayerNorm → Dense(128) → ReLU →
-Dense(10). Each model keeps its seed key across modes. Minibatches: a uniform
-random subset per step (drawn without replacement, as in the first runs; all six
-models of a replicate train in two ``fit`` calls per mode). Stitching encoder a with head b means head_b ∘ encoder_a
-with no training; the absolute stitch feeds E_a(x) to head_b, the relative stitch
-feeds r_a(x) (anchors embedded by E_a). On the 1,000 test signals:
+Dense(10). Each model keeps its seed key across modes; per mode, the CNNs (run
+axes names × replicates) and the MLPs train in one ``fit`` each. Minibatches: a
+uniform random subset per step (without replacement, as in the first runs).
+Stitching encoder a with head b means head_b ∘ encoder_a with no training; the
+absolute stitch feeds E_a(x) to head_b, the relative stitch feeds r_a(x) (anchors
+embedded by E_a). On the 1,000 test signals:
 
 * ``rel_stitch_ratio_cross_seed``: S(cnn_a→cnn_b)/S(cnn_a→cnn_a) and the reverse,
   averaged; ``_cross_arch``: the same over mlp↔cnn_a, mlp↔cnn_b. The reference
@@ -121,7 +122,7 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
       k, y, 10, c.anchors_per_class))(ctx.seed_keys("anchors", c.num_seeds))
   trained = {}
   for mode, arch in itertools.product(MODES, ARCHS):
-    group = ctx.stage(f"train-{arch}-{mode}",
+    group = ctx.stage(f"fit-{arch}-{mode}",
                       lambda: train(ctx, c, arch, mode, x[anchor_idx], {"x": x, "y": y}))
     trained.update({(name, mode): value for name, value in group.items()})
 

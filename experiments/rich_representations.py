@@ -116,11 +116,11 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
   n = c.num_members
   member = EncoderClassifier(c.latent_dim, c.channels, len(PRETRAIN_CLASSES))
   wide = EncoderClassifier(c.latent_dim * n, c.channels * n, len(PRETRAIN_CLASSES))
-  member_keys = ctx.seed_keys("members", c.num_seeds * n)  # replicate r: rows r·n … r·n + n − 1
+  member_keys = ctx.seed_keys("members", c.num_seeds * n)  # replicate r: keys r·n … r·n+n−1
   member_keys = member_keys.reshape((c.num_seeds, n) + member_keys.shape[1:])
-  members = ctx.stage("train-members", lambda: train_models(
+  members = ctx.stage("fit-members", lambda: train_models(
       ctx, "members", member, c, member_keys, x, y))
-  wides = ctx.stage("train-wide", lambda: train_models(
+  wides = ctx.stage("fit-wide", lambda: train_models(
       ctx, "wide", wide, c, ctx.seed_keys("wide", c.num_seeds), x, y))
 
   def member_apply(params, inputs):

@@ -34,8 +34,6 @@ from its key.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -57,10 +55,7 @@ CASES = ("gaussian", "heavy_tails", "uniform_cube", "band_barrier")
 
 
 def tester_config(c) -> tl.TesterConfig:
-  return tl.TesterConfig(
-      sigma=c.sigma, learning_rate=c.learning_rate, num_steps=c.num_steps,
-      batch_size=c.batch_size, record_every=c.record_every, band_width=c.band_width,
-      moment_degree=c.moment_degree, label_tolerance=c.label_tolerance, level=c.level)
+  return tl.TesterConfig(**{name: c[name] for name in tl.TesterConfig._fields})
 
 
 def sample_case(case_index: jax.Array, key: jax.Array, n: int, w_star, noise_direction, c):
@@ -83,23 +78,15 @@ def sample_case(case_index: jax.Array, key: jax.Array, n: int, w_star, noise_dir
   return jax.lax.switch(case_index, branches)
 
 
-class Draw(NamedTuple):
-  w_star: jax.Array
-  noise_direction: jax.Array
-  x: jax.Array
-  y: jax.Array
-  key_learner: jax.Array
-  key_eval: jax.Array
-
-
-def draw(case_index: jax.Array, key: jax.Array, c) -> Draw:
-  """One run's w*, Massart noise direction u ⊥ w*, sample and keys."""
+def draw(case_index: jax.Array, key: jax.Array, c) -> dict:
+  """One run's w*, Massart noise direction u ⊥ w*, sample (x, y) and keys."""
   key_w, key_u, key_data, key_learner, key_eval = jax.random.split(key, 5)
   w_star = l2_normalize(jax.random.normal(key_w, (c.dim,)))
   u = l2_normalize(jax.random.normal(key_u, (c.dim,)))
   u = l2_normalize(u - (u @ w_star) * w_star)
   x, y = sample_case(case_index, key_data, c.num_samples, w_star, u, c)
-  return Draw(w_star, u, x, y, key_learner, key_eval)
+  return {"w_star": w_star, "u": u, "x": x, "y": y, "key_learner": key_learner,
+          "key_eval": key_eval}
 
 
 def train(ctx: experiment.Context, c, keys: jax.Array) -> dict:
@@ -109,7 +96,7 @@ def train(ctx: experiment.Context, c, keys: jax.Array) -> dict:
   @jax.jit
   def learning_split(case_index, case_keys):
     runs = jax.vmap(lambda k: draw(case_index, k, c))(case_keys)
-    return {"key": runs.key_learner, "x": runs.x[:, :half], "y": runs.y[:, :half]}
+    return {"key": runs["key_learner"], "x": runs["x"][:, :half], "y": runs["y"][:, :half]}
 
   splits = [learning_split(jnp.asarray(i), keys[i]) for i in range(len(CASES))]
   runs = jax.tree.map(lambda *a: jnp.stack(a), *splits)
@@ -124,14 +111,14 @@ def make_evaluate(c):
 
   def one(case_index, key, candidate_ws):
     run = draw(case_index, key, c)
-    out = tl.select_and_test(candidate_ws, run.x[half:], run.y[half:], config)
-    x_eval, y_eval = sample_case(case_index, run.key_eval, c.num_eval, run.w_star,
-                                 run.noise_direction, c)
+    out = tl.select_and_test(candidate_ws, run["x"][half:], run["y"][half:], config)
+    x_eval, y_eval = sample_case(case_index, run["key_eval"], c.num_eval, run["w_star"],
+                                 run["u"], c)
     err = lambda w: tl.zero_one_error(w, x_eval, y_eval)
     error = err(out.w_hat)
-    opt = jnp.minimum(err(run.w_star), jnp.min(jax.vmap(err)(candidate_ws)))
+    opt = jnp.minimum(err(run["w_star"]), jnp.min(jax.vmap(err)(candidate_ws)))
     return {"accept": out.accept, "excess": error - opt, "error": error, "opt": opt,
-            "angle": jnp.arccos(jnp.clip(out.w_hat @ run.w_star, -1.0, 1.0)),
+            "angle": jnp.arccos(jnp.clip(out.w_hat @ run["w_star"], -1.0, 1.0)),
             "reject_t1_moments": out.reject_moments,
             "reject_t2_band_mass": out.reject_band_mass,
             "reject_t3a_band_moments": out.reject_band_moments,

@@ -50,7 +50,8 @@ from experiments.configs import tinvnn as configs
 from jaxrep.core import experiment, figures, tasks
 from jaxrep.core.evaluate import accuracy
 from jaxrep.data import point_clouds
-from jaxrep.symmetry import groups, tinvnn
+from jaxrep import groups
+from jaxrep.symmetry import tinvnn
 
 MODELS = ("pointnet", "pointnet_aug", "tinvnn")
 LABELS = {"pointnet": "PointNet", "pointnet_aug": "PointNet + aug", "tinvnn": "TinvNN"}
@@ -60,9 +61,9 @@ def transform_cloud(key: jax.Array, points: jax.Array, c) -> tuple[jax.Array, ja
   """(π(s R x + t), π): a random similarity (reflections included) followed by a
   random permutation of the points."""
   k_g, k_perm = jax.random.split(key)
-  g = point_clouds.random_similarity(k_g, c.translation_scale, float(np.log(c.max_scale)))
+  g = groups.sample_similarity(k_g, c.translation_scale, float(np.log(c.max_scale)))
   perm = jax.random.permutation(k_perm, points.shape[0])
-  return point_clouds.apply_similarity(points, *g)[perm], perm
+  return groups.apply_similarity(g, points)[perm], perm
 
 
 def rotate_batch(key: jax.Array, clouds: jax.Array) -> jax.Array:

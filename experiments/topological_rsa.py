@@ -6,7 +6,8 @@ Representations", PNAS 2024 — the neural-network simulation.
 Command, runtime, expected and measured result: ``experiments/configs/topological_rsa.py``.
 
 Protocol. ``num_seeds`` MLPs (4 hidden ReLU layers) are trained on sklearn
-digits as one vmapped program. Stimuli are 10 test digits per class (100).
+digits by one ``fit`` over seeds (Adam; each step's minibatch is drawn without
+replacement, the protocol of the original run, kept). Stimuli are 10 test digits per class (100).
 Replicate r uses network r as the "data": the activations of one of its layers
 plus isotropic Gaussian noise with variance (mean per-unit activation variance)
 / SNR; the candidate models are every layer of the other networks. A data RDM
@@ -110,77 +111,6 @@ def noisy_data_rdms(key, activations, snrs, num_draws):
   return jnp.stack([one_snr(k, s) for k, s in zip(keys, snrs)])
 
 
-@jax.jit
-def _quantiles(rdms, levels):
-  """Quantiles of every RDM vector at ``levels``: (..., len(levels))."""
-  flat = rdms.reshape(-1, rdms.shape[-1])
-  return jax.vmap(lambda v: jnp.quantile(v, levels))(flat).reshape(*rdms.shape[:-1], -1)
-
-
-def _standardize(v):
-  v = v - v.mean(-1, keepdims=True)
-  return v / jnp.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def _layer_accuracy(data_stats, candidate_stats, replicate, comparison):
-  """Accuracy per (snr, draw) over layers for one replicate: data (snrs, draws,
-  layers, m); candidates (models, layers, m), model ``replicate`` excluded from the vote."""
-  num_snrs, num_draws, num_layers, m = data_stats.shape
-  others = jnp.arange(candidate_stats.shape[0]) != replicate
-  if comparison == "pearson":
-    flat = _standardize(data_stats.reshape(-1, m))
-    scores = flat @ _standardize(candidate_stats.reshape(-1, m)).T
-  else:
-    scores = rdm_lib.compare_rdm_sets(data_stats.reshape(-1, m),
-                                      candidate_stats.reshape(-1, m), comparison)
-  scores = scores.reshape(-1, candidate_stats.shape[0], num_layers)
-  scores = jnp.sum(scores * others[None, :, None], axis=1) / others.sum()
-  predicted = jnp.argmax(scores, axis=-1).reshape(num_snrs, num_draws, num_layers)
-  return jnp.mean(predicted == jnp.arange(num_layers), axis=2)
-
-
-@functools.partial(jax.jit, static_argnames=("comparison",))
-def _gt_accuracy(data_rdms, data_q, candidate_rdms, cand_q, li, ui, comparison):
-  def transform(rdms, q):
-    return trsa.geotopological_map(rdms, q[..., li][..., None], q[..., ui][..., None])
-  cand = transform(candidate_rdms, cand_q)
-  return jax.vmap(lambda d, r: _layer_accuracy(d, cand, r, comparison))(
-      transform(data_rdms, data_q), jnp.arange(data_rdms.shape[0]))
-
-
-@functools.partial(jax.jit, static_argnames=("comparison",))
-def _geodesic_accuracy(data_rdms, candidate_rdms, lower, upper, comparison):
-  def transform(v):
-    return trsa.fill_unreachable(trsa.geodesic_transform(
-        trsa.geotopological_transform(v, lower, upper)))
-  flat = data_rdms.reshape(-1, data_rdms.shape[-1])
-  data_t = jax.lax.map(transform, flat, batch_size=64).reshape(data_rdms.shape)
-  cand = jax.vmap(jax.vmap(transform))(candidate_rdms)
-  return jax.vmap(lambda d, r: _layer_accuracy(d, cand, r, comparison))(
-      data_t, jnp.arange(data_rdms.shape[0]))
-
-
-def statistic_accuracies(c, data_rdms, candidate_rdms, stats):
-  """Accuracy (stats, replicates, snrs, draws) of every statistic, averaged over layers.
-
-  data_rdms (replicates, snrs, draws, layers, m) and candidate_rdms
-  (models, layers, m) are rank-normalised; ``stats`` lists ("gt", l, u) and
-  ("geodesic", l, u) entries.
-  """
-  level_list = sorted({q for _, l, u in stats for q in (l, u)})
-  index = {q: i for i, q in enumerate(level_list)}
-  levels = jnp.asarray(level_list)
-  data_q, cand_q = _quantiles(data_rdms, levels), _quantiles(candidate_rdms, levels)
-  results = []
-  for kind, l, u in stats:
-    if kind == "gt":
-      results.append(_gt_accuracy(data_rdms, data_q, candidate_rdms, cand_q,
-                                  index[l], index[u], c.comparison))
-    else:
-      results.append(_geodesic_accuracy(data_rdms, candidate_rdms, l, u, c.comparison))
-  return np.asarray(jnp.stack(results))
-
-
 def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Outcome:
   train_set = data.load("digits", "train", ctx.data_dir)
   test_set = data.load("digits", "test", ctx.data_dir)
@@ -204,8 +134,8 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
 
   stats = ([("gt", 0.0, 1.0)] + [("gt", l, u) for l, u in gt_grid(c.grid_step)]
            + [("geodesic", 0.0, float(u)) for u in c.geodesic_uppers])
-  per_draw = ctx.stage("accuracies", lambda: statistic_accuracies(
-      c, draws(c.num_val_draws + c.num_test_draws), candidate_rdms, stats))
+  per_draw = ctx.stage("accuracies", lambda: trsa.statistic_accuracies(
+      draws(c.num_val_draws + c.num_test_draws), candidate_rdms, stats, c.comparison))
   val = per_draw[..., :c.num_val_draws].mean(-1)
   test = per_draw[..., c.num_val_draws:].mean(-1)
 
@@ -222,9 +152,8 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
     details[f"oracle_best_test_snr{snr:g}"] = float(test[1:, :, j].mean(axis=1).max())
   measured["train_accuracy"] = train_acc
   details["mean_test_accuracy"] = test.mean(axis=1)
-  details["noise_free_accuracy_rdm"] = np.array([float(_layer_accuracy(
-      candidate_rdms[r][None, None], candidate_rdms, r, c.comparison)[0, 0])
-      for r in range(c.num_seeds)])
+  details["noise_free_accuracy_rdm"] = np.array([float(trsa.leave_one_out_layer_accuracy(
+      candidate_rdms[r], candidate_rdms, r, c.comparison)) for r in range(c.num_seeds)])
   gt_minus_rdm = chosen - plain  # (replicates, snrs)
   lowest = int(np.argmin(snrs))
   measured["min_gt_minus_rdm_over_snrs"] = float(gt_minus_rdm.mean(0).min())

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from jaxrep import cli, registry
+from jaxrep.commands import budget, reproduce
+from jaxrep.commands import papers as papers_lib
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +111,7 @@ def test_unwritable_workdir_is_rejected(tmp_path):
 @pytest.mark.parametrize("override", ["--config.ks=3,0", "--config.margin=-1",
                                       "--config.n_min=999999"])
 def test_bad_config_is_rejected_in_under_a_second(tmp_path, capsys, override):
-  cli.check_config(registry.get("locality_dsd"))  # module import is not part of the check
+  papers_lib.check_config(registry.get("locality_dsd"))  # module import is not part of the check
   start = time.perf_counter()
   code = cli.main(["run", "locality_dsd", "--workdir", str(tmp_path / "w"), override])
   assert code == 2 and time.perf_counter() - start < 1.0
@@ -157,7 +159,7 @@ def test_scoreboard_is_rebuilt_from_results_on_disk(tmp_path, capsys):
 def test_record_copies_default_runs_and_refuses_quick_ones(tmp_path, capsys):
   paper_id = MIGRATED or "tinvnn"
   paper = registry.get(paper_id)
-  default = cli.check_config(paper).to_dict()
+  default = papers_lib.check_config(paper).to_dict()
   runs, records = tmp_path / "runs", tmp_path / "records"
   _write(runs, paper_id, _payload(paper_id, quick=True, config=default))
   assert cli.main(["record", str(runs), "--records", str(records)]) == 2
@@ -193,14 +195,14 @@ class FakeMachine:
 
 
 def test_budget_learns_the_machine_speed_and_skips_what_no_longer_fits():
-  recorded = {cli.MAIN_PAPER: 100.0, "a": 50.0, "b": 200.0, "c": 30.0, "d": None}
+  recorded = {budget.MAIN_PAPER: 100.0, "a": 50.0, "b": 200.0, "c": 30.0, "d": None}
   machine = FakeMachine(recorded, speed=2.0)
   lines = []
-  rows, speed = cli.run_within_budget(["a", "b", cli.MAIN_PAPER, "c", "d"], 400.0,
-                                      machine.run, recorded.get, clock=machine.clock,
-                                      log=lines.append)
+  rows, speed = budget.run_within_budget(["a", "b", budget.MAIN_PAPER, "c", "d"], 400.0,
+                                         machine.run, recorded.get, clock=machine.clock,
+                                         log=lines.append)
   # main first (200 s here), a (100 s), b would take 400 s with 100 s left: skipped, c fits.
-  assert machine.ran == [cli.MAIN_PAPER, "a", "c"] and machine.now <= 400.0
+  assert machine.ran == [budget.MAIN_PAPER, "a", "c"] and machine.now <= 400.0
   assert speed.factor == pytest.approx(2.0)
   by_id = {r["paper_id"]: r for r in rows}
   assert by_id["b"]["verdict"] == "SKIPPED"
@@ -211,28 +213,28 @@ def test_budget_learns_the_machine_speed_and_skips_what_no_longer_fits():
   assert any("speed factor now 2.00×" in line for line in lines)
   # On the recorded machine everything but d fits in 400 s; on a 4× slower one only main.
   fast = FakeMachine(recorded, speed=1.0)
-  cli.run_within_budget(list(recorded), 400.0, fast.run, recorded.get, clock=fast.clock,
-                        log=lambda _: None)
-  assert fast.ran == [cli.MAIN_PAPER, "a", "b", "c"] and fast.now == 380.0
+  budget.run_within_budget(list(recorded), 400.0, fast.run, recorded.get, clock=fast.clock,
+                           log=lambda _: None)
+  assert fast.ran == [budget.MAIN_PAPER, "a", "b", "c"] and fast.now == 380.0
   slow = FakeMachine(recorded, speed=4.0)
-  cli.run_within_budget(list(recorded), 400.0, slow.run, recorded.get, clock=slow.clock,
-                        log=lambda _: None)
-  assert slow.ran == [cli.MAIN_PAPER] and slow.now <= 400.0
+  budget.run_within_budget(list(recorded), 400.0, slow.run, recorded.get, clock=slow.clock,
+                           log=lambda _: None)
+  assert slow.ran == [budget.MAIN_PAPER] and slow.now <= 400.0
 
 
 def test_reproduce_writes_skips_and_speed_into_the_scoreboard(tmp_path, monkeypatch, capsys):
-  ids = [cli.MAIN_PAPER, "tinvnn", "pac_invariance"]
-  recorded = {cli.MAIN_PAPER: 300.0, "tinvnn": 90.0, "pac_invariance": 60.0}
+  ids = [budget.MAIN_PAPER, "tinvnn", "pac_invariance"]
+  recorded = {budget.MAIN_PAPER: 300.0, "tinvnn": 90.0, "pac_invariance": 60.0}
   clock = {"now": 0.0}
 
   def execute_paper(paper_id, workdir, **kwargs):
     clock["now"] += 1.5 * recorded[paper_id]
     return _payload("tinvnn") | {"paper_id": paper_id}
 
-  monkeypatch.setattr(cli, "implemented_ids", lambda: ids)
-  monkeypatch.setattr(cli, "recorded_runtime", recorded.get)
-  monkeypatch.setattr(cli, "execute_paper", execute_paper)
-  monkeypatch.setattr(cli, "_now", lambda: clock["now"])
+  monkeypatch.setattr(papers_lib, "implemented_ids", lambda: ids)
+  monkeypatch.setattr(reproduce, "recorded_runtime", recorded.get)
+  monkeypatch.setattr(reproduce, "execute_paper", execute_paper)
+  monkeypatch.setattr(reproduce, "_now", lambda: clock["now"])
   assert cli.main(["reproduce", "--out", str(tmp_path), "--budget_s", "600"]) == 0
   # main: 450 s here (factor 1.5); tinvnn would take 135 s with 150 s left: runs;
   # pac_invariance would take 90 s with 15 s left: skipped.

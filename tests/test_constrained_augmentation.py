@@ -8,8 +8,9 @@ import optax
 from scipy import stats
 
 from experiments import constrained_augmentation as ca_experiment
-from jaxrep.core import train
 from jaxrep import groups
+from jaxrep.core import fit, tasks, train
+from jaxrep.nn import PatchConv1D
 from jaxrep.symmetry import constrained_augmentation as ca
 
 TABLE = np.array([0.05, 0.3, 1.0, 2.5, 0.7, 4.0, 0.2, 1.6])
@@ -70,21 +71,21 @@ def _toy_problem():
   x = jax.random.normal(jax.random.PRNGKey(0), (16, 40))
   y = jnp.arange(16) % 10
   params = model.init(jax.random.PRNGKey(1), x[:1])
-  return model, params, (x, y)
+  return model, params, {"x": x, "y": y}
 
 
 def test_zero_multiplier_without_dual_ascent_is_erm():
   """γ = 0 and η_γ = 0: the primal–dual run is the ERM run (float64; XLA fuses
   the two graphs differently, so float32 agrees only to the last bit)."""
   with jax.enable_x64(True):
-    model, params, (x, y) = _toy_problem()
+    model, params, batch = _toy_problem()
     params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), params)
-    batch = (x.astype(jnp.float64), y)
+    batch = {**batch, "x": batch["x"].astype(jnp.float64)}
     optimizer = optax.adam(1e-2)
 
     def erm(p, b, rng):
       del rng
-      return ca.per_example_cross_entropy(model.apply, p, *b).mean(), {}
+      return ca.per_example_cross_entropy(model.apply, p, b["x"], b["y"]).mean(), {}
 
     pd = ca.primal_dual_loss(model.apply, margin=0.0, dual_lr=0.0, num_mh_steps=2)
     erm_state = train.init_train_state(params, optimizer, jax.random.PRNGKey(2))
@@ -110,12 +111,12 @@ def test_zero_multiplier_without_dual_ascent_is_erm():
 
 def test_primal_gradient_and_dual_update():
   with jax.enable_x64(True):
-    model, params, (x, y) = _toy_problem()
+    model, params, batch = _toy_problem()
     params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), params)
-    x = x.astype(jnp.float64)
+    x, y = batch["x"].astype(jnp.float64), batch["y"]
     rng, dual = jax.random.PRNGKey(3), jnp.array(0.7)
     pd = ca.primal_dual_loss(model.apply, margin=0.2, dual_lr=0.05, num_mh_steps=1)
-    grads, (metrics, new_dual) = jax.jit(jax.grad(pd, has_aux=True))(params, (x, y), rng, dual)
+    grads, (metrics, new_dual) = jax.jit(jax.grad(pd, has_aux=True))(params, {"x": x, "y": y}, rng, dual)
     # the MH sample, regenerated with the same key, fixes the reference objective
     propose = lambda k: ca.augment_batch(k, x)
     weight = lambda s: ca.per_example_cross_entropy(model.apply, params, s[0], y)
@@ -161,16 +162,30 @@ def test_uniform_proposal_covers_ops_and_levels_uniformly():
   assert out.shape == (7, 40) and ops.shape == (7,)
 
 
-def test_quick_experiment(run_quick):
-  results = run_quick(ca_experiment.EXPERIMENT)
-  assert results["measured"]["final_dual_pd_loose"]["mean"] == 0.0
+def test_primal_dual_task_with_zero_multiplier_trains_the_erm_run():
+  """Through ``fit``: γ₀ = 0, η_γ = 0 gives the run ``classifier_task`` gives
+  (same init key, minibatches and steps; float32, so equal up to fusion order)."""
+  model = ca_experiment.ConvNet1D(10, 4)
+  x = jax.random.normal(jax.random.PRNGKey(0), (1, 40, 40))
+  runs = {"key": jax.random.split(jax.random.PRNGKey(1), 1),
+          "examples": {"x": x, "y": (jnp.arange(40) % 10)[None]}}
+  optimizer = optax.adam(1e-2)
+  erm = tasks.classifier_task(model.init, model.apply, optimizer, batch_size=8, replace=True)
+  pd = ca.primal_dual_task(model.init, model.apply, optimizer, batch_size=8, replace=True,
+                           margin=0.1, dual_lr=0.0, init_dual=0.0)
+  erm_state = fit.fit(erm, runs, 4, name="erm", progress=False).state
+  pd_state = fit.fit(pd, runs, 4, name="pd", progress=False).state
+  assert float(pd_state.model_state[0]) == 0.0
+  for a, b in zip(jax.tree_util.tree_leaves(erm_state.params),
+                  jax.tree_util.tree_leaves(pd_state.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_patch_conv_equals_flax_conv():
   import flax.linen as nn
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 11, 3))
   for kernel, stride in ((5, 1), (3, 2)):
-    patch = ca_experiment.PatchConv1D(4, kernel, stride)
+    patch = PatchConv1D(4, kernel, stride)
     params = patch.init(jax.random.PRNGKey(1), x)
     w = params["params"]["Dense_0"]["kernel"].reshape(kernel, 3, 4)
     pad = kernel // 2

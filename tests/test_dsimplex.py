@@ -1,12 +1,13 @@
 """d-simplex geometry, the HOC loss against Eq. 4 written out in NumPy, the
 identification / average-compatibility metrics against the official definitions,
-and a quick-mode smoke test."""
+the class-balanced replay sampler and the training task's φ_old."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
+from scipy import stats
 
 from jaxrep.probe import dsimplex
 
@@ -145,6 +146,60 @@ def test_models_sharing_the_simplex_are_compatible_and_rotated_ones_are_not():
   assert matrix[2, 0] < matrix[0, 0] and matrix[2, 1] < matrix[1, 1]
 
 
-def test_quick_mode_smoke(run_quick):
-  from experiments import dsimplex_compatibility
-  run_quick(dsimplex_compatibility.EXPERIMENT)
+def test_incremental_replay_weights_are_task_classes_plus_a_balanced_memory():
+  y = np.repeat(np.arange(10), 30)
+  weights = dsimplex.incremental_replay_weights(y, 5, 4, np.random.default_rng(0))
+  for t in range(5):
+    available = weights[t] > 0
+    seen = np.unique(y[available])
+    np.testing.assert_array_equal(seen, np.arange(2 * t + 2))
+    # every past class keeps exactly 4 memory samples; the task's classes all 30
+    counts = np.bincount(y[available], minlength=10)[:2 * t + 2]
+    np.testing.assert_array_equal(counts, [4] * (2 * t) + [30, 30])
+    # class-balanced: each available class carries total weight 1
+    np.testing.assert_allclose(np.bincount(y, weights[t], minlength=10)[:2 * t + 2], 1.0,
+                               rtol=1e-6)
+  # the memory only grows: task 4's memory contains task 3's
+  assert np.all((weights[3] > 0) & (y < 6) <= (weights[4] > 0))
+
+
+def test_replay_indices_follow_the_weights():
+  weights = jnp.asarray([0.0, 1.0, 2.0, 0.0, 3.0, 2.0])
+  draws = jax.vmap(lambda t: dsimplex.replay_indices(jax.random.PRNGKey(0), t, weights, 8))(
+      jnp.arange(500)).reshape(-1)
+  counts = np.bincount(np.asarray(draws), minlength=6)
+  assert counts[0] == counts[3] == 0
+  expected = np.asarray(weights)[[1, 2, 4, 5]] / 8 * draws.size
+  assert stats.chisquare(counts[[1, 2, 4, 5]], expected).pvalue > 1e-3
+
+
+def test_compatibility_task_keeps_the_start_as_the_old_model():
+  """λ = 0 (HOC only): after one step, the HOC term compares the moved model with
+  the *start* parameters (φ_old), not with the current ones; λ = None is plain CE."""
+  import optax
+
+  rng = np.random.default_rng(5)
+  n, d_in, k = 24, 6, 4
+  x = jnp.asarray(rng.normal(size=(n, d_in)), jnp.float32)
+  y = jnp.asarray(np.arange(n) % k)
+  simplex = dsimplex.dsimplex(k)
+  apply_fn = lambda p, inputs: (inputs @ p, dsimplex.fixed_classifier_logits(inputs @ p,
+                                                                             simplex))
+  start = jnp.asarray(rng.normal(size=(d_in, k - 1)), jnp.float32)
+  inputs = {"params": start, "key": jax.random.PRNGKey(3), "weights": jnp.ones(n),
+            "examples": {"x": x, "y": y}}
+  task = dsimplex.compatibility_task(apply_fn, optax.sgd(0.5), batch_size=12, lam=0.0)
+  state = task.init(inputs)
+  state, _ = jax.jit(task.step)(state, inputs)
+  _, metrics = jax.jit(task.step)(state, inputs)
+  idx = dsimplex.replay_indices(inputs["key"], 1, inputs["weights"], 12)
+  expected = dsimplex.hoc_loss(x[idx] @ state.params, x[idx] @ start, y[idx])
+  np.testing.assert_allclose(metrics["hoc"], expected, rtol=1e-5)
+  wrong = dsimplex.hoc_loss(x[idx] @ state.params, x[idx] @ state.params, y[idx])
+  assert abs(float(wrong) - float(expected)) > 1e-3
+  np.testing.assert_allclose(metrics["loss"], metrics["hoc"], rtol=1e-6)
+
+  plain = dsimplex.compatibility_task(apply_fn, optax.sgd(0.5), batch_size=12, lam=None)
+  _, metrics = jax.jit(plain.step)(plain.init(inputs), inputs)
+  assert "hoc" not in metrics
+  np.testing.assert_allclose(metrics["loss"], metrics["ce"], rtol=1e-6)

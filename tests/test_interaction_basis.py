@@ -1,7 +1,7 @@
 """Interaction basis: invariance to an inserted invertible map (PCA as the negative
 control), the diagonal Grams it is defined by, finite-difference Jacobians, the
 count of non-degenerate directions vs a NumPy SVD rank, degeneracy injection,
-exact reconstruction, and a quick-mode smoke test."""
+exact reconstruction, and the retention curves' end points."""
 
 import jax
 import jax.numpy as jnp
@@ -139,11 +139,8 @@ def test_injected_degeneracies_preserve_the_function_and_the_count():
   layers, x = _mlp(7, widths), _inputs(8, n=200, d=6)
   sections = ib.mlp_sections(layers)
   base_bases = _bases(sections, x)
-  injected = layers
-  for hidden in (0, 1):
-    inputs = ib.node_layers(ib.mlp_sections(injected), x)[hidden]
-    injected = ib.inject_degenerate_units(injected, hidden, jax.random.PRNGKey(hidden), inputs,
-                                          num_duplicate=3, num_dead=2, num_unused=2)
+  injected = ib.inject_into_hidden_layers(layers, jax.random.PRNGKey(0), x, num_duplicate=3,
+                                          num_dead=2, num_unused=2)
   inj_sections = ib.mlp_sections(injected)
   np.testing.assert_allclose(ib.node_layers(inj_sections, x)[-1],
                              ib.node_layers(sections, x)[-1], atol=1e-10)
@@ -185,7 +182,19 @@ def test_full_basis_reconstructs_and_ablation_runs_under_jit():
                                                 (node @ neurons.rotation).mean(0)), node)
 
 
-def test_quick_smoke(run_quick):
-  from experiments import interaction_basis
-  with jax.enable_x64(False):
-    run_quick(interaction_basis.EXPERIMENT)
+def test_retention_curves_end_at_full_accuracy_and_orthonormal_bases_start_together():
+  """Keeping every direction reproduces the network (full accuracy for all three
+  bases); keeping none puts the PCA and neuron features at their means, i.e. the
+  node layer at its mean, for both (the same constant prediction)."""
+  widths = (5, 9, 8, 4)
+  layers, x = _mlp(11, widths), _inputs(12, n=120)
+  labels = jnp.argmax(ib.node_layers(ib.mlp_sections(layers), x)[-1], axis=1)
+  noisy_labels = jnp.where(jnp.arange(120) % 5 == 0, (labels + 1) % 4, labels)
+  sections = ib.mlp_sections(layers)
+  bases, grams = ib.interaction_bases_and_grams(sections, x[:60])
+  for layer in (1, 2):
+    curves = np.asarray(ib.retention_curves(sections, layer, bases[layer], grams[layer][1],
+                                            x[:60], x, noisy_labels))
+    assert curves.shape == (3, widths[layer] + 2)
+    np.testing.assert_allclose(curves[:, -1], 0.8, atol=1e-12)  # 4 of 5 labels are f's argmax
+    assert curves[1, 0] == curves[2, 0]

@@ -64,3 +64,27 @@ def test_control_function_prediction_with_known_components():
     nu = model.apply(params, mean_phi + v, method=rep4ex.AdditiveOutcome.structural).mean()
     kappa = model.apply(params, v, method=rep4ex.AdditiveOutcome.control).mean()
     assert float(pred[i]) == pytest.approx(float(nu + kappa), rel=1e-5)
+
+
+def test_stage_losses_are_reconstruction_plus_weighted_mmr_and_outcome_mse():
+  """autoencoder_loss_fn = reconstruction + λ·MMR with λ from the batch;
+  control_function_loss_fn = mean squared error of ν(φ) + κ(V̂)."""
+  _, d = _data(64)
+  model = rep4ex.Autoencoder(2, d.x.shape[1], 8)
+  params = model.init(jax.random.PRNGKey(2), d.x[:1])
+  loss_fn = rep4ex.autoencoder_loss_fn(model)
+  batch = {"x": d.x, "a": d.a}
+  loss0, m0 = loss_fn(params, {**batch, "mmr_weight": 0.0}, None)
+  loss3, m3 = loss_fn(params, {**batch, "mmr_weight": 3.0}, None)
+  phi, recon = model.apply(params, d.x)
+  assert float(loss0) == pytest.approx(float(jnp.mean(jnp.sum((recon - d.x) ** 2, -1))),
+                                       rel=1e-6)
+  assert float(m0["mmr"]) == pytest.approx(float(rep4ex.linear_invariance_mmr(phi, d.a)),
+                                           rel=1e-5, abs=1e-8)
+  assert float(loss3) == pytest.approx(float(m3["reconstruction"] + 3.0 * m3["mmr"]), rel=1e-6)
+  outcome = rep4ex.AdditiveOutcome(8)
+  out_params = outcome.init(jax.random.PRNGKey(3), d.z, d.z)
+  mse, _ = rep4ex.control_function_loss_fn(outcome)(
+      out_params, {"phi": d.z, "v_hat": d.z, "y": d.y}, None)
+  by_hand = jnp.mean((outcome.apply(out_params, d.z, d.z) - d.y) ** 2)
+  assert float(mse) == pytest.approx(float(by_hand), rel=1e-6)

@@ -133,6 +133,98 @@ def test_subspace_solver_on_a_non_euclidean_matrix_is_close_to_eigh():
     np.testing.assert_allclose(overlap, 1.0, atol=1e-8)
 
 
+def _tall_cases():
+  rng = np.random.default_rng(0)
+  rank_3 = rng.normal(size=(40, 3)) @ rng.normal(size=(3, 8))
+  rank_3[:, 4] = 0.0                                     # and an exactly zero column
+  return {"128x8": rng.normal(size=(128, 8)), "30x30": rng.normal(size=(30, 30)),
+          "6x1": rng.normal(size=(6, 1)), "40x8 rank 3": rank_3}
+
+
+@pytest.mark.parametrize("case", list(_tall_cases()))
+def test_householder_qr_against_numpy(case):
+  a = _tall_cases()[case]
+  with jax.enable_x64(True):
+    q, r = map(np.asarray, jax.jit(tinvnn.householder_qr)(jnp.asarray(a)))
+  n = a.shape[1]
+  assert q.shape == a.shape and r.shape == (n, n)
+  np.testing.assert_allclose(q.T @ q, np.eye(n), atol=1e-13)           # orthonormal columns
+  np.testing.assert_array_equal(np.tril(r, -1), 0.0)                    # upper triangular
+  np.testing.assert_allclose(q @ r, a, atol=1e-12 * np.abs(a).max())
+  if "rank" not in case:                 # full rank: numpy's factors up to column signs
+    q_np, r_np = np.linalg.qr(a)
+    signs = np.sign(np.diag(r)) * np.sign(np.diag(r_np))
+    np.testing.assert_allclose(q * signs, q_np, atol=1e-12)
+    np.testing.assert_allclose(r * signs[:, None], r_np, atol=1e-12)
+  with pytest.raises(ValueError):
+    tinvnn.householder_qr(jnp.zeros((2, 3)))
+
+
+def _symmetric_cases():
+  rng = np.random.default_rng(1)
+  a8, a7, b = rng.normal(size=(8, 8)), rng.normal(size=(7, 7)), rng.normal(size=(8, 3))
+  return {"random 8x8": a8 + a8.T, "random 7x7": a7 + a7.T, "PSD rank 3 8x8": b @ b.T,
+          "diagonal": np.diag([2.0, -1.0]), "1x1": np.array([[3.0]])}
+
+
+@pytest.mark.parametrize("case", list(_symmetric_cases()))
+def test_jacobi_eigh_against_numpy(case):
+  a = _symmetric_cases()[case]
+  with jax.enable_x64(True):
+    values, vectors = map(np.asarray, jax.jit(tinvnn.jacobi_eigh)(jnp.asarray(a)))
+  n, scale = a.shape[0], np.abs(a).max()
+  np.testing.assert_allclose(values, np.linalg.eigvalsh(a), atol=1e-13 * scale)   # ascending
+  np.testing.assert_allclose(vectors.T @ vectors, np.eye(n), atol=1e-13)
+  np.testing.assert_allclose((vectors * values) @ vectors.T, a, atol=1e-13 * scale)
+
+
+def test_subspace_mds_is_lapack_free_and_differentiable():
+  """Batched LAPACK under vmap can deadlock XLA:CPU's thread pool on jaxlib 0.10
+  (see ``top_eigenpairs_subspace``): the solver the experiment vmaps must lower to
+  plain XLA ops. Its gradient agrees with the full-``eigh`` path."""
+  import re
+
+  mds = jax.jit(jax.vmap(lambda p: tinvnn.modified_mds(p, 3, "third_moment", "subspace")))
+  lowered = mds.lower(jnp.zeros((4, 32, 3))).as_text()
+  assert not re.search(r"lapack|cusolver|hipsolver|geqrf|orgqr|syevd", lowered)
+  with jax.enable_x64(True):
+    x = _generic_cloud(13, n=24)
+    grads = [jax.grad(lambda p: jnp.sum(tinvnn.modified_mds(p, 3, "third_moment", s) ** 3))(x)
+             for s in ("subspace", "eigh")]
+    assert np.all(np.isfinite(grads[0]))
+    np.testing.assert_allclose(grads[0], grads[1], atol=1e-9 * np.abs(grads[1]).max())
+
+
+_HANG_PROGRAM = """
+import jax
+from jaxrep.symmetry import tinvnn
+mds = jax.vmap(lambda p: tinvnn.modified_mds(p, 3, "third_moment", "subspace"))
+run = jax.jit(lambda clouds: [mds(x) for x in clouds])     # independent batched solves
+clouds = [jax.random.normal(jax.random.PRNGKey(i), (200, 64, 3)) for i in range(3)]
+for _ in range(20):
+  jax.block_until_ready(run(clouds))
+print("done")
+"""
+
+
+def test_vmapped_subspace_mds_does_not_hang():
+  """The TinvNN data-stage pattern (independent vmapped MDS solves in one jit, run
+  repeatedly) in a fresh process: with batched LAPACK QR it hung on a 2-core
+  machine at 0% CPU (most runs of this program); it must finish."""
+  import os
+  import subprocess
+  import sys
+
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"JAX_PLATFORMS": "cpu"}
+  try:
+    done = subprocess.run([sys.executable, "-c", _HANG_PROGRAM], env=env, timeout=240,
+                          capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  except subprocess.TimeoutExpired:
+    pytest.fail("vmapped subspace MDS did not finish in 240 s: a thread-pool deadlock?")
+  assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr[-2000:]
+
+
 def test_tinvnn_classifier_is_invariant_and_pointnet_is_permutation_invariant():
   with jax.enable_x64(True):
     x = _generic_cloud(9, n=24)

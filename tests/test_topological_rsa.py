@@ -1,6 +1,7 @@
 """Geo-topological and geodesic transforms against rsatoolbox (when installed),
 NumPy/SciPy references and the monotone-invariance of GT_{q,q}; layer
-identification against a loop; a quick-mode smoke test."""
+identification against a loop; the leave-one-out statistic accuracies against
+``identify_layers`` on the transformed RDMs."""
 
 import jax
 import jax.numpy as jnp
@@ -136,7 +137,37 @@ def test_transforms_vmap_over_rdms_and_quantile_grids():
                                                          float(uppers[i])), atol=1e-12)
 
 
-def test_quick_smoke(run_quick):
-  from experiments import topological_rsa
-  with jax.enable_x64(False):
-    run_quick(topological_rsa.EXPERIMENT)
+@pytest.mark.parametrize("method", ["pearson", "spearman"])
+def test_leave_one_out_accuracy_is_identify_layers_without_the_own_model(method):
+  rng = np.random.default_rng(11)
+  candidates = rng.normal(size=(4, 3, 28))
+  data = candidates[:, None] + rng.normal(size=(4, 5, 3, 28))  # (replicates, draws, layers, m)
+  for r in range(4):
+    others = jnp.asarray(np.delete(candidates, r, axis=0))
+    expected = [float(trsa.layer_identification_accuracy(
+        trsa.identify_layers(jnp.asarray(d), others, method), jnp.arange(3))) for d in data[r]]
+    got = trsa.leave_one_out_layer_accuracy(jnp.asarray(data[r]), jnp.asarray(candidates), r,
+                                            method)
+    np.testing.assert_allclose(got, expected)
+
+
+def test_statistic_accuracies_transform_every_rdm_then_identify():
+  rng = np.random.default_rng(12)
+  candidates = np.stack([[_rdm(10 * s + layer, n=9) for layer in range(3)] for s in range(3)])
+  data = candidates[:, None] * np.exp(0.3 * rng.normal(size=(3, 4, 3, 36)))
+  stats = [("gt", 0.0, 1.0), ("gt", 0.1, 0.6), ("gt", 0.5, 0.5), ("geodesic", 0.0, 0.3)]
+  got = trsa.statistic_accuracies(jnp.asarray(data), jnp.asarray(candidates), stats)
+  assert got.shape == (4, 3, 4)
+  for s, (kind, l, u) in enumerate(stats):
+    if kind == "gt":
+      transform = lambda v: trsa.geotopological_transform(v, l, u)
+    else:
+      transform = lambda v: trsa.fill_unreachable(trsa.geodesic_transform(
+          trsa.geotopological_transform(v, l, u)))
+    cand = jax.vmap(jax.vmap(transform))(jnp.asarray(candidates))
+    for r in range(3):
+      data_t = jax.vmap(jax.vmap(transform))(jnp.asarray(data[r]))
+      np.testing.assert_allclose(got[s, r], trsa.leave_one_out_layer_accuracy(
+          data_t, cand, r, "pearson"))
+  with pytest.raises(ValueError, match="unknown statistic"):
+    trsa.statistic_accuracies(jnp.asarray(data), jnp.asarray(candidates), [("pca", 0.0, 1.0)])

@@ -149,17 +149,21 @@ def linear_invariance_mmr(features: jax.Array, a: jax.Array,
   return kernels.mmr(r, kernels.rbf_kernel(a, bandwidth=bandwidth), unbiased=True)
 
 
-def make_autoencoder_loss(model: Autoencoder, mmr_weight: jax.Array):
-  """loss_fn(params, (x, a), rng) = reconstruction MSE + λ·MMR."""
+def autoencoder_loss_fn(model: Autoencoder):
+  """``loss_fn(params, batch, rng)`` = reconstruction MSE + λ·MMR (Stage 1).
+
+  Args: the ``Autoencoder``. Returns: loss_fn over batch {"x" (b, dx), "a" (b, k),
+  "mmr_weight" () λ} with metrics ``reconstruction`` and ``mmr``.
+  """
 
   def loss_fn(params, batch, rng):
     del rng
-    x, a = batch
+    x = batch["x"]
     phi, recon = model.apply(params, x)
     reconstruction = jnp.mean(jnp.sum((recon - x) ** 2, -1))
-    constraint = linear_invariance_mmr(phi, a)
-    return reconstruction + mmr_weight * constraint, {"reconstruction": reconstruction,
-                                                      "mmr": constraint}
+    constraint = linear_invariance_mmr(phi, batch["a"])
+    return reconstruction + batch["mmr_weight"] * constraint, {
+        "reconstruction": reconstruction, "mmr": constraint}
 
   return loss_fn
 
@@ -182,12 +186,18 @@ class AdditiveOutcome(nn.Module):
     return self.kappa(v_hat)[..., 0]
 
 
-def control_function_loss(model: AdditiveOutcome):
+def control_function_loss_fn(model: AdditiveOutcome):
+  """``loss_fn(params, batch, rng)`` = mean (ν(φ) + κ(V̂) − Y)² (Stage 2).
+
+  Args: the ``AdditiveOutcome``. Returns: loss_fn over batch {"phi" (b, k),
+  "v_hat" (b, k), "y" (b,)} with metric ``mse``.
+  """
+
   def loss_fn(params, batch, rng):
     del rng
-    phi, v_hat, y = batch
-    mse = jnp.mean((model.apply(params, phi, v_hat) - y) ** 2)
+    mse = jnp.mean((model.apply(params, batch["phi"], batch["v_hat"]) - batch["y"]) ** 2)
     return mse, {"mse": mse}
+
   return loss_fn
 
 

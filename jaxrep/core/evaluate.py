@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxrep.nn.normalize import l2_normalize
+
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Fraction of ``argmax(logits) == labels``; logits (n, K), labels (n,)."""
@@ -98,9 +100,7 @@ def knn_predict(train_features, train_labels, test_features, num_classes: int,
   ``metric`` is "cosine" (largest cosine similarity) or "euclidean".
   """
   if metric == "cosine":
-    def unit(a):
-      return a / (jnp.linalg.norm(a, axis=1, keepdims=True) + 1e-12)
-    score = unit(test_features) @ unit(train_features).T
+    score = l2_normalize(test_features) @ l2_normalize(train_features).T
   elif metric == "euclidean":
     score = -(jnp.sum(test_features**2, 1)[:, None] - 2 * test_features @ train_features.T
               + jnp.sum(train_features**2, 1)[None, :])

@@ -151,10 +151,13 @@ class Context:
     return result
 
   def env(self) -> dict[str, Any]:
-    """Where the run ran: device kind and count, process count, mesh, fits."""
+    """Where and what ran: device kind and count, process count, mesh, fits, and
+    ``results.provenance()`` (git SHA and dirty flag, package versions, Python,
+    operating system)."""
     return {"devices": jax.device_count(), "device_kind": jax.devices()[0].device_kind,
             "platform": jax.default_backend(), "processes": jax.process_count(),
-            "mesh": dict(self.mesh.shape), "fits": dict(self.fits)}
+            "mesh": dict(self.mesh.shape), "fits": dict(self.fits),
+            **results_lib.provenance()}
 
   def checkpoint_dir(self, name: str) -> str:
     """Where the training ``name`` keeps its checkpoints (``train_loop(...,
@@ -200,10 +203,11 @@ def execute(experiment: Experiment, workdir: str, *, quick: bool = False,
   config = build_config(experiment, quick=quick, overrides=overrides)
   distributed.initialize_from_env()  # a no-op unless the env describes a multi-process job
   os.makedirs(workdir, exist_ok=True)
-  for stale in (RESULTS_FILE, FIGURE_FILE):
-    if os.path.exists(os.path.join(workdir, stale)):
-      os.remove(os.path.join(workdir, stale))
-  results_lib.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
+  if jax.process_index() == 0:  # on several hosts, only process 0 removes or writes files
+    for stale in (RESULTS_FILE, FIGURE_FILE):
+      if os.path.exists(os.path.join(workdir, stale)):
+        os.remove(os.path.join(workdir, stale))
+    results_lib.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
 
   ctx = Context(workdir, config, seed, quick, data_dir, replicate_offset, mesh)
   start = time.perf_counter()
@@ -280,6 +284,8 @@ def format_results(payload: Mapping[str, Any]) -> str:
 def main(experiment: Experiment) -> None:
   """The absl entrypoint: ``python -m experiments.NAME --workdir=DIR
   [--quick] [--seed=N] [--data_dir=DIR] [--config.KEY=VALUE ...]``."""
+  from jaxrep.core.watchdog import enable_stack_dumps
+  enable_stack_dumps()  # crashes, `kill -USR1`, JAXREP_HANG_DUMP_S: thread stacks on stderr
   from absl import app, flags
 
   from jaxrep.core.checkpoint import CheckpointError

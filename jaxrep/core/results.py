@@ -7,8 +7,18 @@ Schema (a stable contract; the scoreboard and other tools read it)::
    "checks": [{"measure", "op", "threshold", "aggregate", "source", "role", "value",
                "holds", "margin", "mean", "std", "n", "seeds_holding", "missing"}],
    "seeds_holding": {"k", "n"} | null,
-   "measured": {name: {"mean", "std", "n"}}, "seeds", "runtime_s",
-   "config", "quick", "details", "headline"}
+   "measured": {name: {"mean", "std", "n", "values"?}}, "seeds", "runtime_s",
+   "config", "quick", "details", "headline", "date",
+   "env": {"devices", "device_kind", "platform", "processes", "mesh", "fits",
+           "git_sha", "git_dirty", "versions", "python", "system"}}
+
+``env`` comes from ``experiment.Context.env`` (``provenance()`` for the code:
+git SHA and dirty flag, null outside a git checkout, and package versions).
+``measured[name]["values"]`` holds the per-seed values themselves (nested lists,
+NaN/inf as strings) when the measure is a per-seed array, and is absent for a
+scalar, so runs of one config (one run per seed, or one program) can be pooled
+and their statistics and checks recomputed exactly (``jaxrep sweep``,
+``jaxrep collect``). Results written before it have ``mean``/``std``/``n`` only.
 
 ``checks``, ``verdict`` and ``seeds_holding`` come from ``jaxrep.core.claims``
 (the paper's checks in ``jaxrep/papers.toml``); in quick mode they are computed
@@ -16,8 +26,13 @@ too but ``passed`` stays null.
 """
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import json
 import os
+import platform
+import re
+import subprocess
 import tempfile
 from typing import Any, Mapping, Sequence
 
@@ -36,6 +51,16 @@ def summarize(values: Any) -> dict[str, float | int]:
     return {"mean": float("nan"), "std": float("nan"), "n": int(array.size)}
   std = float(kept.std()) if np.all(np.isfinite(kept)) else float("nan")
   return {"mean": float(kept.mean()), "std": std, "n": int(array.size)}
+
+
+def measured_stats(values: Any) -> dict[str, Any]:
+  """``summarize(values)`` plus, for a per-seed array, the ``values`` themselves
+  (as float64 nested lists), so pooled runs can recompute every statistic."""
+  stats: dict[str, Any] = dict(summarize(values))
+  array = np.asarray(values, dtype=np.float64)
+  if array.ndim >= 1:
+    stats["values"] = to_jsonable(array)
+  return stats
 
 
 def format_measured(stats: Mapping[str, float]) -> str:
@@ -63,6 +88,61 @@ def to_jsonable(value: Any) -> Any:
   if array.dtype.kind in "biuf":
     return [to_jsonable(v) for v in array.tolist()]
   return str(value)
+
+
+VERSIONED_PACKAGES = ("jaxrep", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
+                      "numpy")
+
+
+def _version(package: str) -> str | None:
+  try:
+    return importlib.metadata.version(package)
+  except Exception:  # not installed, or broken metadata
+    return None
+
+
+def git_state(root: str) -> tuple[str | None, bool | None]:
+  """``(commit SHA, dirty)`` of the git checkout whose top folder is ``root``.
+
+  ``git rev-parse HEAD`` and ``git status --porcelain`` (untracked files count
+  as dirty, ignored ones do not); ``(None, None)`` when ``root`` is not the top
+  of a git checkout (e.g. a package installed into a virtual environment inside
+  another repository) or git is missing or fails. Never raises.
+  """
+  env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # never take the index lock
+
+  def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                          timeout=10, env=env, check=True).stdout.strip()
+
+  try:
+    if os.path.realpath(git("rev-parse", "--show-toplevel")) != os.path.realpath(root):
+      return None, None
+    sha = git("rev-parse", "HEAD")
+    if not re.fullmatch(r"[0-9a-f]{40}([0-9a-f]{24})?", sha):
+      return None, None
+  except Exception:  # no git, not a checkout, no commit yet, timeout
+    return None, None
+  try:
+    return sha, bool(git("status", "--porcelain"))
+  except Exception:
+    return sha, None
+
+
+@functools.lru_cache(maxsize=1)
+def package_git_state() -> tuple[str | None, bool | None]:
+  """``git_state`` of the checkout the ``jaxrep`` package is in (once per process)."""
+  package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return git_state(os.path.dirname(package_dir))
+
+
+def provenance() -> dict[str, Any]:
+  """What code ran: git SHA and dirty flag (None outside a git checkout),
+  package versions, Python version and the operating system."""
+  sha, dirty = package_git_state()
+  return {"git_sha": sha, "git_dirty": dirty,
+          "versions": {p: _version(p) for p in VERSIONED_PACKAGES},
+          "python": platform.python_version(), "system": platform.platform()}
 
 
 def write_json_atomic(path: str, payload: Any) -> None:
@@ -102,7 +182,7 @@ def results_payload(*, paper_id: str, claim: str, passed: bool | None = None,
       "verdict": verdict,
       "checks": list(evaluation["checks"]) if evaluation is not None else [],
       "seeds_holding": evaluation["seeds_holding"] if evaluation is not None else None,
-      "measured": {name: summarize(v) for name, v in measured.items()},
+      "measured": {name: measured_stats(v) for name, v in measured.items()},
       "seeds": list(seeds),
       "runtime_s": float(runtime_s),
       "config": dict(config),

@@ -28,6 +28,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from jaxrep.nn import l2_normalize
+
 DT = 1e-3
 MAX_FORCE = 0.1 / DT
 
@@ -57,8 +59,7 @@ def initial_state(key: jax.Array, n: int, loc_std: float = 1.0, vel_norm: float 
   key_c, key_x, key_v = jax.random.split(key, 3)
   charges = jnp.where(jax.random.bernoulli(key_c, 0.5, (n,)), 1.0, -1.0)
   loc = jax.random.normal(key_x, (n, 3)) * loc_std * (n / 5.0) ** (1.0 / 3.0)
-  vel = jax.random.normal(key_v, (n, 3))
-  vel = vel * vel_norm / jnp.linalg.norm(vel, axis=-1, keepdims=True)
+  vel = vel_norm * l2_normalize(jax.random.normal(key_v, (n, 3)))
   return loc, vel, charges
 
 

@@ -18,7 +18,6 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxrep import groups
 from jaxrep.nn import l2_normalize
 
 SHAPES = ("sphere", "ellipsoid", "cube", "cylinder", "cone", "torus", "helix",
@@ -170,13 +169,6 @@ def sample_point_clouds(key: jax.Array, num: int, n_points: int,
   keys = jax.random.split(key, num)
   clouds = jax.vmap(lambda k, y: sample_primitive(k, y, n_points, jitter))(keys, labels)
   return clouds, labels
-
-
-random_similarity = groups.sample_similarity  # TODO(lead): alias for experiments/, remove after migration
-
-
-def apply_similarity(points, scale, rotation, translation):  # TODO(lead): alias for experiments/, remove after migration
-  return groups.apply_similarity((scale, rotation, translation), points)
 
 
 def centre_and_scale(points: jax.Array) -> jax.Array:

@@ -33,8 +33,18 @@ the old model on its own gallery), and
 Retrieval is 1:N identification as in the official code: gallery features are
 averaged per class into unit templates, each unit query takes the label of its
 most similar template.
+
+**Training a model of the sequence** (``compatibility_task``, a ``jaxrep.core.fit``
+task): start from given parameters, which are also φ_old (the model the task
+starts from: the previous task's model, or a freshly loaded pre-trained one, as
+in the official ``main.py``), and draw each step's batch i.i.d. with probability
+∝ per-example weights (the official BalancedBatchSampler: weight 1/n_c on every
+available sample of class c — the task's data plus the replay memory — and 0
+elsewhere).
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import chex
 import jax
@@ -42,7 +52,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxrep.core import tasks
 from jaxrep.core.evaluate import accuracy
+from jaxrep.core.train import init_train_state, make_train_step
 from jaxrep.nn import l2_normalize
 
 HOC_MU = 10.0
@@ -133,3 +145,67 @@ def average_compatibility(matrix: jax.Array) -> jax.Array:
   lower = jnp.tril(jnp.ones((t, t), bool), k=-1)
   compatible = (matrix > jnp.diagonal(matrix)[None, :]) & lower
   return compatible.sum() / max(t * (t - 1) // 2, 1)
+
+
+def balanced_weights(y: np.ndarray, available: np.ndarray) -> np.ndarray:
+  """Weight 1/n_c for each available sample of class c, 0 elsewhere: (n,) float32."""
+  counts = np.bincount(y[available], minlength=y.max() + 1)
+  return np.where(available, 1.0 / np.maximum(counts[y], 1), 0.0).astype(np.float32)
+
+
+def incremental_replay_weights(y: np.ndarray, num_tasks: int, rehearsal_per_class: int,
+                               rng: np.random.Generator, num_classes: int = 10
+                               ) -> np.ndarray:
+  """Class-incremental sampling weights (tasks, n): task t's classes (t·K/T …
+  (t + 1)·K/T − 1) plus the replay memory, class-balanced; after each task
+  ``rehearsal_per_class`` random samples of each of its classes join the memory."""
+  per_task = num_classes // num_tasks
+  weights = np.zeros((num_tasks, y.size), np.float32)
+  memory = np.zeros(y.size, bool)
+  for t in range(num_tasks):
+    current = (y >= t * per_task) & (y < (t + 1) * per_task)
+    weights[t] = balanced_weights(y, current | memory)
+    for cls in range(t * per_task, (t + 1) * per_task):
+      memory[rng.choice(np.flatnonzero(y == cls), rehearsal_per_class, replace=False)] = True
+  return weights
+
+
+def replay_indices(key: jax.Array, step: jax.Array, weights: jax.Array,
+                   batch_size: int) -> jax.Array:
+  """``batch_size`` indices drawn i.i.d. with probability ∝ ``weights`` (n,), with
+  ``fold_in(key, step)`` (class-balanced replay batches)."""
+  return jax.random.choice(jax.random.fold_in(key, step), weights.shape[0], (batch_size,),
+                           p=weights / weights.sum())
+
+
+def compatibility_task(apply_fn: Callable[..., tuple[jax.Array, jax.Array]],
+                       optimizer: optax.GradientTransformation, *, batch_size: int,
+                       lam: float | None, mu: float = HOC_MU) -> tasks.Task:
+  """A ``fit`` task training one model of the sequence.
+
+  ``apply_fn(params, x) -> (features, logits)``. Each run's inputs hold ``params``
+  (the start, also φ_old), ``key`` and ``weights`` (n,); the shared ``examples``
+  are {"x": (n, ...), "y": (n,)}. The loss is λ·CE + (1 − λ)·L_HOC(φ, φ_old)
+  (Eq. 3, λ = ``lam``) or plain cross-entropy when ``lam`` is None; the metrics
+  hold ``ce``, ``hoc`` and the batch ``accuracy``.
+  """
+
+  def loss_fn(old_params):
+    def loss(params, batch, rng):
+      del rng
+      features, logits = apply_fn(params, batch["x"])
+      old = None if lam is None else apply_fn(old_params, batch["x"])[0]
+      value, metrics = compatibility_loss(logits, batch["y"], features, old,
+                                          1.0 if lam is None else lam, mu)
+      return value, {**metrics, "accuracy": accuracy(logits, batch["y"])}
+    return loss
+
+  def init(inputs):
+    return init_train_state(inputs["params"], optimizer, inputs["key"])
+
+  def step(state, inputs):
+    idx = replay_indices(inputs["key"], state.step, inputs["weights"], batch_size)
+    batch = tasks.shard_batch(tasks.take_rows(inputs["examples"], idx))
+    return make_train_step(loss_fn(inputs["params"]), optimizer, jit=False)(state, batch)
+
+  return tasks.Task(init, step)

@@ -27,7 +27,9 @@ so f̂ is unchanged up to the sign of each direction, while PCA features change.
 
 ``ablate_to_top_k`` keeps the top-k directions of a basis and replaces the
 others by their mean over the data (mean ablation; identical treatment for the
-interaction, PCA and neuron bases).
+interaction, PCA and neuron bases); ``retention_curves`` is the accuracy of the
+network as a function of k for the three bases. ``inject_into_hidden_layers``
+adds function-preserving degenerate units to every hidden layer of an MLP.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ from typing import Callable, NamedTuple, Sequence
 import chex
 import jax
 import jax.numpy as jnp
+
+from jaxrep.core.evaluate import accuracy
 
 Section = Callable[[jax.Array], jax.Array]  # f̃_k (d_k + 1,) → f_{k+1} (d_{k+1},)
 
@@ -281,3 +285,52 @@ def mlp_sections(layers: Sequence[tuple[jax.Array, jax.Array]]) -> list[Section]
   """ReLU dense sections for every layer but the last, which is linear."""
   return [dense_section(k, b, jax.nn.relu if i + 1 < len(layers) else None)
           for i, (k, b) in enumerate(layers)]
+
+
+def inject_into_hidden_layers(layers: Sequence[tuple[jax.Array, jax.Array]], key: jax.Array,
+                              x: jax.Array, *, num_duplicate: int = 0, num_dead: int = 0,
+                              num_unused: int = 0) -> list[tuple[jax.Array, jax.Array]]:
+  """``inject_degenerate_units`` into every hidden layer of a ReLU MLP, first to
+  last, with key ``fold_in(key, hidden)``; dead units are dead on inputs ``x`` (n, d_0)."""
+  for hidden in range(len(layers) - 1):
+    inputs = node_layers(mlp_sections(layers), x)[hidden]
+    layers = inject_degenerate_units(layers, hidden, jax.random.fold_in(key, hidden), inputs,
+                                     num_duplicate=num_duplicate, num_dead=num_dead,
+                                     num_unused=num_unused)
+  return list(layers)
+
+
+def retention_curves(sections: Sequence[Section], layer: int, basis: Basis,
+                     next_jacobian_gram: jax.Array, x_basis: jax.Array, x_eval: jax.Array,
+                     y_eval: jax.Array, rtol: float = 1e-8) -> jax.Array:
+  """Accuracy when keeping the top k directions of node layer ``layer``, k = 0 .. d + 1.
+
+  Args:
+    sections: the network (``mlp_sections``); ``layer`` a hidden node layer (≥ 1).
+    basis: its interaction basis (over the augmented layer [f, 1]).
+    next_jacobian_gram: its M' (``layer_grams``), which ranks the neurons.
+    x_basis: (n, d_0) inputs the PCA and neuron bases and the ablation means come from.
+    x_eval, y_eval: (n_eval, d_0) inputs and integer labels the accuracy is measured on.
+
+  Returns:
+    (3, d + 2): rows interaction (``ablate_to_top_k`` of [f, 1]), PCA (centred,
+    ``pca_basis``) and neurons (``neuron_basis``), mean ablation for all three.
+  """
+  node_basis = node_layers(sections, x_basis)[layer]
+  node_eval = node_layers(sections, x_eval)[layer]
+  ks = jnp.arange(node_eval.shape[1] + 2)
+  mean_hat = features_in_basis(basis, node_basis).mean(0)
+  pca, _ = pca_basis(node_basis, rtol)
+  neurons = neuron_basis(node_basis, next_jacobian_gram)
+
+  def acc_interaction(k):
+    kept = ablate_to_top_k(basis, augment(node_eval), k, mean_hat)
+    return accuracy(run_from_augmented(sections, layer, kept), y_eval)
+
+  def acc_orthonormal(b, k):
+    mean = (node_basis @ b.rotation).mean(0)
+    return accuracy(run_from(sections, layer, ablate_to_top_k(b, node_eval, k, mean)), y_eval)
+
+  return jnp.stack([jax.lax.map(acc_interaction, ks),
+                    jax.lax.map(lambda k: acc_orthonormal(pca, k), ks),
+                    jax.lax.map(lambda k: acc_orthonormal(neurons, k), ks)])

@@ -27,14 +27,21 @@ For an RDM vector d (m,) (upper triangle, see ``jaxrep.probe.rdm``):
   reproduces that, the default keeps them as edges of length 0.
 * layer identification: a noisy "data" RDM is assigned the layer whose
   candidate RDMs (other model instances) it matches best; the accuracy is the
-  fraction assigned to their true layer.
+  fraction assigned to their true layer. ``statistic_accuracies`` scores many
+  statistics (GT_{l,u}, geodesic GT) at once, each data network's own model
+  left out of the vote (``leave_one_out_layer_accuracy``).
 """
 from __future__ import annotations
+
+import functools
+from typing import Sequence
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jaxrep.nn import l2_normalize
 from jaxrep.probe import rdm as rdm_lib
 
 
@@ -117,3 +124,97 @@ def layer_identification_accuracy(predicted_layers: jax.Array,
   """Fraction of data RDMs assigned to their true layer."""
   chex.assert_equal_shape([predicted_layers, true_layers])
   return jnp.mean(predicted_layers == true_layers)
+
+
+def _standardize(v: jax.Array) -> jax.Array:
+  return l2_normalize(v - v.mean(-1, keepdims=True))
+
+
+def leave_one_out_layer_accuracy(data_rdms: jax.Array, candidate_rdms: jax.Array,
+                                 replicate: jax.Array, method: str = "pearson") -> jax.Array:
+  """Layer-identification accuracy of one data network, its own model left out.
+
+  Args:
+    data_rdms: (..., layers, m) RDM vectors of the data network's layers (leading
+      axes e.g. SNRs × noise draws).
+    candidate_rdms: (models, layers, m); model ``replicate`` (the data network
+      itself) gets no vote.
+    method: an ``rdm.COMPARISONS`` entry ("pearson" takes a fast matmul path).
+
+  Returns:
+    (...,) the fraction of layers whose data RDM ``identify_layers`` assigns to
+    the right layer.
+  """
+  *lead, num_layers, m = data_rdms.shape
+  num_models = candidate_rdms.shape[0]
+  others = jnp.arange(num_models) != replicate
+  if method == "pearson":
+    scores = _standardize(data_rdms.reshape(-1, m)) @ _standardize(
+        candidate_rdms.reshape(-1, m)).T
+  else:
+    scores = rdm_lib.compare_rdm_sets(data_rdms.reshape(-1, m), candidate_rdms.reshape(-1, m),
+                                      method)
+  scores = scores.reshape(-1, num_models, num_layers)
+  scores = jnp.sum(scores * others[None, :, None], axis=1) / others.sum()
+  predicted = jnp.argmax(scores, axis=-1).reshape(*lead, num_layers)
+  return jnp.mean(predicted == jnp.arange(num_layers), axis=-1)
+
+
+@jax.jit
+def _quantiles(rdms: jax.Array, levels: jax.Array) -> jax.Array:
+  """Quantiles of every RDM vector at ``levels``: (..., len(levels))."""
+  flat = rdms.reshape(-1, rdms.shape[-1])
+  return jax.vmap(lambda v: jnp.quantile(v, levels))(flat).reshape(*rdms.shape[:-1], -1)
+
+
+@functools.partial(jax.jit, static_argnames=("method",))
+def _gt_accuracy(data_rdms, data_q, candidate_rdms, cand_q, li, ui, method):
+  def transform(rdms, q):
+    return geotopological_map(rdms, q[..., li][..., None], q[..., ui][..., None])
+  cand = transform(candidate_rdms, cand_q)
+  return jax.vmap(lambda d, r: leave_one_out_layer_accuracy(d, cand, r, method))(
+      transform(data_rdms, data_q), jnp.arange(data_rdms.shape[0]))
+
+
+@functools.partial(jax.jit, static_argnames=("method",))
+def _geodesic_accuracy(data_rdms, candidate_rdms, lower, upper, method):
+  def transform(v):
+    return fill_unreachable(geodesic_transform(geotopological_transform(v, lower, upper)))
+  flat = data_rdms.reshape(-1, data_rdms.shape[-1])
+  data_t = jax.lax.map(transform, flat, batch_size=64).reshape(data_rdms.shape)
+  cand = jax.vmap(jax.vmap(transform))(candidate_rdms)
+  return jax.vmap(lambda d, r: leave_one_out_layer_accuracy(d, cand, r, method))(
+      data_t, jnp.arange(data_rdms.shape[0]))
+
+
+def statistic_accuracies(data_rdms: jax.Array, candidate_rdms: jax.Array,
+                         stats: Sequence[tuple[str, float, float]],
+                         method: str = "pearson") -> np.ndarray:
+  """Layer-identification accuracy of every statistic, data network r's own model
+  (candidate r) left out.
+
+  Args:
+    data_rdms: (replicates, ..., layers, m) RDM vectors, replicate r made from
+      network r (e.g. noisy activations; leading axes such as SNRs × draws).
+    candidate_rdms: (models, layers, m), models = replicates.
+    stats: ("gt", l, u) for GT_{l,u} (thresholds at the l-, u-quantiles of each
+      vector) or ("geodesic", l, u) for its geodesic RDM (``fill_unreachable``).
+    method: the RDM comparison.
+
+  Returns:
+    (stats, replicates, ...) accuracies, averaged over layers.
+  """
+  level_list = sorted({q for _, l, u in stats for q in (l, u)})
+  index = {q: i for i, q in enumerate(level_list)}
+  levels = jnp.asarray(level_list)
+  data_q, cand_q = _quantiles(data_rdms, levels), _quantiles(candidate_rdms, levels)
+  results = []
+  for kind, l, u in stats:
+    if kind == "gt":
+      results.append(_gt_accuracy(data_rdms, data_q, candidate_rdms, cand_q,
+                                  index[l], index[u], method))
+    elif kind == "geodesic":
+      results.append(_geodesic_accuracy(data_rdms, candidate_rdms, l, u, method))
+    else:
+      raise ValueError(f"unknown statistic {kind!r}; use 'gt' or 'geodesic'")
+  return np.asarray(jnp.stack(results))

@@ -34,8 +34,10 @@ level ∈ {0, …, L−1} and magnitude m = (level + 1)/L:
 
 ``augment_batch(key, x)`` draws a uniform (op, level) per example;
 ``primal_dual_loss`` is a ``loss_fn(params, batch, rng, dual) -> (loss,
-(metrics, new_dual))`` for ``make_train_step(..., has_model_state=True)``,
-the multiplier γ being the train state's ``model_state``.
+(metrics, new_dual))`` over batches ``{"x", "y"}``; ``primal_dual_step`` is the
+pure step (state, batch) -> (state, metrics) that applies it, the multiplier γ
+being the train state's ``model_state``; ``primal_dual_task`` runs that step on
+minibatches through ``jaxrep.core.fit``.
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxrep import groups
+from jaxrep.core import tasks
+from jaxrep.core.train import StepFn, init_train_state, make_train_step
 
 PyTree = Any
 OPS = ("identity", "shift", "scale", "flip", "noise", "erase")
@@ -150,7 +154,8 @@ def per_example_cross_entropy(apply_fn: Callable, params: PyTree, x: jax.Array,
 
 def primal_dual_loss(apply_fn: Callable, margin: float, dual_lr: float, num_mh_steps: int = 1,
                      num_levels: int = 10, **magnitudes) -> Callable:
-  """The primal–dual step as ``loss_fn(params, (x, y), rng, dual) -> (loss, (metrics, dual'))``.
+  """The primal–dual objective as ``loss_fn(params, batch, rng, dual) -> (loss, (metrics, dual'))``
+  for batches ``{"x": (n, length), "y": (n,)}``.
 
   loss = mean ℓ(f(x), y) + γ · mean ℓ(f(g_x·x), y) with g_x from
   ``num_mh_steps`` independent-MH transitions targeting ∝ ℓ (no gradient
@@ -159,7 +164,7 @@ def primal_dual_loss(apply_fn: Callable, margin: float, dual_lr: float, num_mh_s
   """
 
   def loss_fn(params, batch, rng, dual):
-    x, y = batch
+    x, y = batch["x"], batch["y"]
     propose = lambda k: augment_batch(k, x, num_levels, **magnitudes)
     weight = lambda state: jax.lax.stop_gradient(
         per_example_cross_entropy(apply_fn, params, state[0], y))
@@ -177,13 +182,54 @@ def primal_dual_loss(apply_fn: Callable, margin: float, dual_lr: float, num_mh_s
   return loss_fn
 
 
+def primal_dual_step(apply_fn: Callable, optimizer: optax.GradientTransformation,
+                     margin: float, dual_lr: float, num_mh_steps: int = 1,
+                     num_levels: int = 10, **magnitudes) -> StepFn:
+  """The pure primal–dual step ``step(state, batch) -> (state, metrics)``: one
+  optimizer step on θ for ``primal_dual_loss`` at key fold_in(state.rng,
+  state.step), and the dual ascent γ ← [γ + η_γ(c − ε)]₊ on ``state.model_state``."""
+  loss_fn = primal_dual_loss(apply_fn, margin, dual_lr, num_mh_steps, num_levels,
+                             **magnitudes)
+  return make_train_step(loss_fn, optimizer, has_model_state=True, jit=False)
+
+
+def primal_dual_task(model_init: Callable, apply_fn: Callable,
+                     optimizer: optax.GradientTransformation, *, batch_size: int,
+                     replace: bool, margin: float, dual_lr: float, init_dual: float,
+                     num_mh_steps: int = 1, num_levels: int = 10, **magnitudes) -> tasks.Task:
+  """``primal_dual_step`` on minibatches, as a ``jaxrep.core.fit`` task.
+
+  Keys, batches and init follow ``tasks.classifier_task`` (the run's ``key`` is
+  split into the init key, also the state's rng, and the minibatch key;
+  ``inputs["examples"] = {"x", "y"}``), so with γ₀ = 0 and η_γ = 0 it trains the
+  very ERM run ``classifier_task`` trains. γ starts at ``init_dual``.
+  """
+  step_fn = primal_dual_step(apply_fn, optimizer, margin, dual_lr, num_mh_steps, num_levels,
+                             **magnitudes)
+
+  def init(inputs):
+    key_init, _ = jax.random.split(inputs["key"])
+    dual = jnp.asarray(init_dual, inputs["examples"]["x"].dtype)
+    return init_train_state(model_init(key_init, inputs["examples"]["x"][:1]), optimizer,
+                            key_init, model_state=dual)
+
+  def step(state, inputs):
+    _, key_batches = jax.random.split(inputs["key"])
+    rows = inputs["examples"]
+    index = tasks.minibatch_indices(key_batches, state.step, tasks.num_rows(rows), batch_size,
+                                    replace=replace)
+    return step_fn(state, tasks.shard_batch(tasks.take_rows(rows, index)))
+
+  return tasks.Task(init, step)
+
+
 def uniform_augmentation_loss(apply_fn: Callable, num_levels: int = 10, **magnitudes
                               ) -> Callable:
-  """TrivialAugment-style baseline ``loss_fn(params, (x, y), rng)``: mean
+  """TrivialAugment-style baseline ``loss_fn(params, {"x", "y"}, rng)``: mean
   ℓ(f(g·x), y) with one uniformly drawn (op, level) per example and step."""
 
   def loss_fn(params, batch, rng):
-    x, y = batch
+    x, y = batch["x"], batch["y"]
     augmented, _ = augment_batch(rng, x, num_levels, **magnitudes)
     loss = per_example_cross_entropy(apply_fn, params, augmented, y).mean()
     return loss, {"augmented_loss": loss}

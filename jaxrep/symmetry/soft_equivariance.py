@@ -18,7 +18,7 @@ is zero exactly when the layer is G_j-equivariant. The training loss is
 
     L = MSE + Σ_j λ_j Σ_layers R_j + wd · ½‖W‖²,
 
-and ``auto_lambda`` retunes the strengths once during training:
+(``per_loss_fn``), and ``auto_lambda`` retunes the strengths once during training:
 λ_j ← λ_j · (min_{k: λ_k≠0} R_k / R_j)^p  (p = 2; a zero λ stays zero), so the
 symmetry the data respect (smallest R) keeps the largest strength.
 
@@ -210,6 +210,27 @@ def network_penalties(params, model: TensorMLP, groups: Sequence[MatrixGroup]) -
     total = total + _block_residual_norms(w, projectors, rep_in, rep_out)
     total = total + _block_residual_norms(b[:, None], projectors, TensorRep((1,)), rep_out)
   return 0.5 * total
+
+
+def per_loss_fn(model: TensorMLP, groups: Sequence[MatrixGroup], weight_decay: float):
+  """PER's training loss as ``loss_fn(params, batch, rng) -> (loss, metrics)``:
+
+      L = mean ‖f(x) − y‖² + Σ_j λ_j R_j(θ) + wd · ½ Σ_layers ‖W‖²,
+
+  over a batch ``{"x", "y", "lambdas"}`` (λ (len(groups),) rides with the batch,
+  so auto-tuning changes it without rebuilding the step). Metrics: ``mse`` and
+  the unweighted ``penalties`` R_j (len(groups),)."""
+
+  def loss_fn(params, batch, rng):
+    del rng
+    mse = jnp.mean((model.apply(params, batch["x"]) - batch["y"]) ** 2)
+    penalties = network_penalties(params, model, groups)
+    decay = sum(0.5 * jnp.sum(v**2) for k, v in params["params"].items()
+                if k.startswith("linear_"))
+    loss = mse + jnp.dot(batch["lambdas"], penalties) + weight_decay * decay
+    return loss, {"mse": mse, "penalties": penalties}
+
+  return loss_fn
 
 
 # ---------------------------------------------------------------- the modified-inertia task

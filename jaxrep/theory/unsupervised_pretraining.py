@@ -31,7 +31,7 @@ r_k(x) = P̂(z = k | x); ERM is logistic regression of y on r(x) (logit
 Σ_k w_k r_k). Excess logistic risk = E_x KL(Ber(p*(x)) ‖ Ber(p̂(x))) with
 p*(x) = Σ_k r*_k(x) q_k. Supervised baselines: L2 logistic regression on x
 (penalty by K-fold CV), and ERM over the composed class (all of π, μ, σ, w fitted
-on the n labels by gradient descent).
+on the n labels by Adam: ``composed_erm_task``, trained with ``jaxrep.core.fit``).
 """
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ import chex
 import jax
 import jax.numpy as jnp
 import optax
+
+from jaxrep.core import tasks, train
 
 # ------------------------------------------------------------------ factor model
 
@@ -305,43 +307,53 @@ def logistic_cv_fit(x: jax.Array, y: jax.Array, penalties: jax.Array, num_folds:
   return logistic_fit(x, y, best), best
 
 
-def composed_erm_fit(key: jax.Array, x: jax.Array, y: jax.Array, num_components: int,
-                     num_steps: int, num_restarts: int, learning_rate: float
-                     ) -> tuple[Mixture, jax.Array]:
-  """Supervised ERM over Φ∘Ψ: all of (π, μ, σ², w) by Adam on the n labels' log-loss.
+def composed_erm_init(key: jax.Array, x: jax.Array, num_components: int) -> dict:
+  """Parameters of the composed class at a restart: means at ``num_components``
+  random labeled samples (without replacement), π uniform, σ² = mean variance, w = 0."""
+  idx = jax.random.choice(key, x.shape[0], (num_components,), replace=False)
+  return {"logits": jnp.zeros(num_components), "means": x[idx],
+          "log_var": jnp.log(jnp.mean(jnp.var(x, axis=0))),
+          "w": jnp.zeros(num_components + 1)}
 
-  Means start at random labeled samples; returns the restart of least training loss.
+
+def composed_erm_unpack(params: dict) -> tuple[Mixture, jax.Array]:
+  """(mixture, w) of the composed-class parameters (softmax π, exp log σ²)."""
+  mixture = Mixture(jax.nn.softmax(params["logits"]), params["means"],
+                    jnp.exp(params["log_var"]))
+  return mixture, params["w"]
+
+
+def composed_erm_predict(params: dict, x: jax.Array) -> jax.Array:
+  """P̂(y = 1 | x) = σ(Σ_k w_k r_k(x) + w_0) of the composed class."""
+  mixture, w = composed_erm_unpack(params)
+  return jax.nn.sigmoid(responsibilities(mixture, x) @ w[:-1] + w[-1])
+
+
+def composed_erm_loss(params: dict, batch: dict, rng: jax.Array | None = None):
+  """``loss_fn``: mean log-loss of ``composed_erm_predict`` on batch {"x", "y"}."""
+  del rng
+  mixture, w = composed_erm_unpack(params)
+  logit = responsibilities(mixture, batch["x"]) @ w[:-1] + w[-1]
+  loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logit, batch["y"].astype(logit.dtype)))
+  return loss, {}
+
+
+def composed_erm_task(num_components: int, learning_rate: float) -> tasks.Task:
+  """Supervised ERM over Φ∘Ψ as a task for ``jaxrep.core.fit``: full-batch Adam on
+  the n labels' log-loss from ``composed_erm_init(inputs["key"], ...)``.
+
+  A run's inputs: ``key`` (the restart key, used as is), ``x`` (n, d), ``y`` (n,).
+  Stack restarts as a run axis and keep, per seed, the restart of least final
+  training loss (``composed_erm_loss``).
   """
-  n, d = x.shape
-  yf = y.astype(x.dtype)
-
-  def unpack(params):
-    mixture = Mixture(jax.nn.softmax(params["logits"]), params["means"],
-                      jnp.exp(params["log_var"]))
-    return mixture, params["w"]
-
-  def loss(params):
-    mixture, w = unpack(params)
-    logit = responsibilities(mixture, x) @ w[:-1] + w[-1]
-    return jnp.mean(optax.sigmoid_binary_cross_entropy(logit, yf))
-
   optimizer = optax.adam(learning_rate)
+  step_fn = train.make_train_step(composed_erm_loss, optimizer, jit=False)
 
-  def one(restart_key):
-    idx = jax.random.choice(restart_key, n, (num_components,), replace=False)
-    params = {"logits": jnp.zeros(num_components), "means": x[idx],
-              "log_var": jnp.log(jnp.mean(jnp.var(x, axis=0))),
-              "w": jnp.zeros(num_components + 1)}
+  def init(inputs):
+    params = composed_erm_init(inputs["key"], inputs["x"], num_components)
+    return train.init_train_state(params, optimizer, inputs["key"])
 
-    def step(carry, _):
-      params, state = carry
-      grads = jax.grad(loss)(params)
-      updates, state = optimizer.update(grads, state, params)
-      return (optax.apply_updates(params, updates), state), None
+  def step(state, inputs):
+    return step_fn(state, tasks.shard_batch({"x": inputs["x"], "y": inputs["y"]}))
 
-    (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)), None, num_steps)
-    return params, loss(params)
-
-  fits, losses = jax.vmap(one)(jax.random.split(key, num_restarts))
-  best = jax.tree_util.tree_map(lambda a: a[jnp.argmin(losses)], fits)
-  return unpack(best)
+  return tasks.Task(init, step)
