@@ -66,20 +66,21 @@ def size_buckets(sizes: list[int], masked_up_to: int) -> list[list[int]]:
   return ([small] if small else []) + [[n] for n in sizes if n > masked_up_to]
 
 
-@functools.partial(jax.jit, static_argnames=("k", "d", "n_pad", "c"))
-def seed_sets(keys, *, k, d, n_pad, c):
-  """Per seed key: n_pad training, num_val validation and num_test test examples
-  of one random signal, and the key the model is initialised from."""
+@functools.partial(jax.jit, static_argnames=("k", "d", "c"))
+def dsd_sets(keys, *, k, d, c):
+  """Per seed key: a random signal's max(n grid) training examples (size n trains
+  on the first n: ``dsd_sample`` draws prefix-consistently), num_val validation
+  and num_test test examples, and the key the model is initialised from."""
   def one(key):
     key_signal, key_train, key_val, key_test, key_init = jax.random.split(key, 5)
     signal = random_signal(key_signal, d, c.signal_norm)
     sample = lambda key, n: dict(zip(("x", "y"), dsd_sample(key, n, k, signal, c.noise_std)))
-    return {"train": sample(key_train, n_pad), "val": sample(key_val, c.num_val),
+    return {"train": sample(key_train, n_grid(c)[-1]), "val": sample(key_val, c.num_val),
             "test": sample(key_test, c.num_test), "key": key_init}
   return jax.vmap(one)(keys)
 
 
-def train_bucket(ctx, kind, k, d, bucket, c, seed_keys):
+def train_bucket(ctx, kind, k, d, bucket, c, sets):
   """One fit over (sizes, seeds, learning rates): the test error and training loss
   curve of the learning rate chosen on validation, (sizes, seeds) and (…, steps)."""
   model = locality.PatchNet(kind, c.channels)
@@ -87,15 +88,13 @@ def train_bucket(ctx, kind, k, d, bucket, c, seed_keys):
                               locality.logistic_loss_fn(model),
                               lambda inputs: locality.gradient_descent(inputs["learning_rate"]),
                               batch_size=None)
-  sets = seed_sets(seed_keys, k=k, d=d, n_pad=bucket[-1],
-                   c=ml_collections.FrozenConfigDict(c))
-  lrs = jnp.asarray(c.learning_rates[kind], jnp.float32)
-  shape = (len(bucket), len(seed_keys), len(lrs))
-  per_seed = lambda a: jnp.broadcast_to(a[None, :, None], shape + a.shape[1:])
-  mask = jnp.arange(bucket[-1]) < jnp.asarray(bucket)[:, None, None, None]
-  runs = {"key": per_seed(sets["key"]), "learning_rate": jnp.broadcast_to(lrs, shape),
-          "examples": {**jax.tree.map(per_seed, sets["train"]),
-                       "mask": jnp.broadcast_to(mask, shape + mask.shape[-1:]).astype(jnp.float32)}}
+  lrs = np.asarray(c.learning_rates[kind], np.float32)
+  shape = (len(bucket), len(sets["key"]), len(lrs))
+  per_seed = lambda a: np.broadcast_to(a[None, :, None], shape + a.shape[1:])
+  mask = (np.arange(bucket[-1]) < np.asarray(bucket)[:, None, None, None]).astype(np.float32)
+  runs = {"key": per_seed(sets["key"]), "learning_rate": np.broadcast_to(lrs, shape),
+          "examples": {**{name: per_seed(a[:, :bucket[-1]]) for name, a in sets["train"].items()},
+                       "mask": np.broadcast_to(mask, shape + mask.shape[-1:])}}
   result = ctx.fit(f"dsd-{kind}-k{k}-d{d}-n{bucket[-1]}", task, runs, c.num_steps,
                    run_axes=3, chunk_steps=c.num_steps, save_every_s=600.0,
                    allow_nonfinite=True, progress=False)
@@ -104,18 +103,19 @@ def train_bucket(ctx, kind, k, d, bucket, c, seed_keys):
     return [locality.classification_error(model.apply(params, sets[s]["x"]), sets[s]["y"])
             for s in ("val", "test")]
   over_lrs = jax.vmap(errors, in_axes=(0, None))
-  val, test = jax.jit(jax.vmap(jax.vmap(over_lrs), in_axes=(0, None)))(result.state.params, sets)
+  val, test = jax.jit(jax.vmap(jax.vmap(over_lrs), in_axes=(0, None)))(
+      result.state.params, {s: sets[s] for s in ("val", "test")})
   val = np.where(result.diverged, np.inf, val)  # a diverged run is the worst
   best = np.argmin(val, axis=2)[..., None]
   chosen_curve = np.take_along_axis(result.curves["loss"], best[..., None], axis=2)[:, :, 0]
   return np.take_along_axis(np.asarray(test), best, axis=2)[..., 0], chosen_curve
 
 
-def sample_complexity(ctx, kind: str, k: int, d: int, c, seed_keys, bayes: float) -> dict:
+def sample_complexity(ctx, kind: str, k: int, d: int, c, sets, bayes: float) -> dict:
   """Test error curve over the n grid (until most seeds are within the margin)."""
   sizes, errors, target = [], [], bayes + c.margin
   for bucket in size_buckets(n_grid(c), c.masked_n_max):
-    chosen, curves = train_bucket(ctx, kind, k, d, bucket, c, seed_keys)
+    chosen, curves = train_bucket(ctx, kind, k, d, bucket, c, sets)
     for n, err, curve in zip(bucket, chosen, curves):
       errors.append(err)
       sizes.append(n)
@@ -154,26 +154,31 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
   k_points = [(k, c.fixed_d) for k in c.ks]
   points = k_points + [(c.fixed_k, d) for d in c.ds if (c.fixed_k, d) not in k_points]
   bayes = ctx.stage("bayes", lambda: {k: float(dsd_bayes_error(
-      ctx.key(f"bayes{k}"), k, c.signal_norm, c.noise_std)) for k in sorted({k for k, _ in points})})
+      ctx.key(f"bayes{k}"), k, c.signal_norm, c.noise_std))
+      for k in sorted({k for k, _ in points})})
   seed_keys = ctx.seed_keys("dsd", c.num_seeds)
+  frozen = ml_collections.FrozenConfigDict(c)
+  sets_at = functools.lru_cache(maxsize=1)(  # one sample per (k, d), shared by the models
+      lambda k, d: jax.device_get(dsd_sets(seed_keys, k=k, d=d, c=frozen)))
   curves = {}
   meter = ctx.progress("dsd grid", len(points) * len(locality.KINDS), unit="trainings")
-  for kind in locality.KINDS:
-    for k, d in points:
+  for k, d in points:
+    for kind in locality.KINDS:
       curves[(kind, k, d)] = ctx.stage(f"grid-{kind}-k{k}-d{d}", lambda: sample_complexity(
-          ctx, kind, k, d, c, seed_keys, bayes[k]))
+          ctx, kind, k, d, c, sets_at(k, d), bayes[k]))
       meter.update(len(curves), f"{kind} k={k} d={d}: "
                    f"n*={np.median(curves[(kind, k, d)]['n_star']):.4g}")
 
   def n_of(kind, k, d):  # median over seeds (inf when at least half never reached the target)
     return float(np.median(curves[(kind, k, d)]["n_star"]))
 
-  measured = {f"n_{kind}_k{k}_d{d}": curve["n_star"] for (kind, k, d), curve in curves.items()}
+  grid = {f"{kind}_k{k}_d{d}": (kind, k, d) for kind in locality.KINDS for k, d in points}
+  measured = {f"n_{name}": curves[point]["n_star"] for name, point in grid.items()}
   details = {"bayes_error": bayes, "points": points,
-             "n_median": {f"{kind}_k{k}_d{d}": n_of(kind, k, d) for kind, k, d in curves},
-             "curves": {f"{kind}_k{k}_d{d}": {"sizes": v["sizes"],
-                                              "mean_test_error": v["errors"].mean(0)}
-                        for (kind, k, d), v in curves.items()}}
+             "n_median": {name: n_of(*point) for name, point in grid.items()},
+             "curves": {name: {"sizes": curves[point]["sizes"],
+                               "mean_test_error": curves[point]["errors"].mean(0)}
+                        for name, point in grid.items()}}
   with np.errstate(invalid="ignore", divide="ignore"):
     for low, high in (("cnn", "lcn"), ("lcn", "fcn")):
       measured[f"min_log_ratio_{high}_to_{low}"] = float(np.min(

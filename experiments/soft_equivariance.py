@@ -153,6 +153,7 @@ def plot(c, results):
   figures.plot_curves(ax_curves, {name: r["curve"] for name, r in results.items()},
                       ylabel="training MSE (batch)", title="training")
   ax_curves.axvline(c.adjust_at, color="k", ls=":", label="λ auto-tuned")
+  ax_curves.legend(fontsize="small")
   figures.bars_with_seeds(ax_bars, {name: r["test_mse"] for name, r in results.items()},
                           ylabel="test MSE", title=f"modified inertia ({c.num_seeds} seeds)")
   ax_bars.set_yscale("log")

@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import soft_equivariance as se_experiment
 from jaxrep import groups
 from jaxrep.groups import equivariance as eq
 from jaxrep.symmetry import soft_equivariance as se
@@ -133,10 +132,6 @@ def test_nonlinearity_and_products_are_o3_equivariant():
     eq.assert_equivariant(f, groups.sample_o3, act_g, act, x, jax.random.PRNGKey(1), atol=1e-10)
 
 
-def test_quick_experiment(run_quick):
-  run_quick(se_experiment.EXPERIMENT)
-
-
 def test_network_penalties_match_layerwise_projection_penalty():
   with jax.enable_x64(True):
     model = se.TensorMLP(se.TensorRep((5, 5)), se.TensorRep((3, 2, 2)), se.TensorRep((0, 0, 1)), 2)
@@ -147,3 +142,22 @@ def test_network_penalties_match_layerwise_projection_penalty():
                     for i, (ri, ro) in enumerate(model.layer_reps())) for g in group_list]
     penalties = jax.jit(lambda p: se.network_penalties(p, model, group_list))(params)
     np.testing.assert_allclose(penalties, expected, rtol=1e-10)
+
+
+def test_per_loss_is_mse_plus_weighted_penalties_plus_weight_decay():
+  with jax.enable_x64(True):
+    model = se.TensorMLP(se.TensorRep((5, 5)), se.TensorRep((3, 2, 2)), se.TensorRep((0, 0, 1)), 2)
+    x, y = se.modified_inertia(jax.random.PRNGKey(0), 8)
+    params = jax.jit(model.init)(jax.random.PRNGKey(1), x)
+    group_list = [GROUPS["O3"], GROUPS["O2_z"]]
+    lambdas = jnp.array([3.0, 0.5])
+    loss, metrics = se.per_loss_fn(model, group_list, 0.01)(
+        params, {"x": x, "y": y, "lambdas": lambdas}, None)
+    mse = float(jnp.mean((model.apply(params, x) - y) ** 2))
+    penalties = se.network_penalties(params, model, group_list)
+    decay = sum(0.5 * float(jnp.sum(v**2)) for k, v in params["params"].items()
+                if k.startswith("linear_"))
+    np.testing.assert_allclose(metrics["mse"], mse, rtol=1e-12)
+    np.testing.assert_allclose(metrics["penalties"], penalties, rtol=1e-12)
+    np.testing.assert_allclose(loss, mse + float(lambdas @ penalties) + 0.01 * decay, rtol=1e-12)
+    assert float(lambdas @ penalties) > 0 and decay > 0

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import time
 from typing import Any, Mapping
@@ -126,13 +127,14 @@ def chunk_length(num_steps: int, max_chunks: int = 10, min_chunk: int = 100) -> 
   return -(-num_steps // num_chunks)
 
 
-def _chunk_program(task: Task, chunk: int, num_steps: int, mesh: Mesh):
-  """jit(vmap over runs of ``chunk`` scanned steps); steps ≥ num_steps leave the
-  state unchanged (only in the last chunk, when chunk ∤ num_steps)."""
-  masked = num_steps % chunk != 0
+@functools.lru_cache(maxsize=64)
+def _chunk_program(task: Task, chunk: int, masked: bool, mesh: Mesh):
+  """jit(vmap over runs of ``chunk`` scanned steps); with ``masked``, steps ≥
+  ``num_steps`` (a traced argument) leave the state unchanged. Cached per (task,
+  chunk, masked, mesh), so repeated fits of one task compile once per shape."""
   runs_split, replicated = NamedSharding(mesh, P(SEED_AXIS)), NamedSharding(mesh, P())
 
-  def one(state, run, data, start):
+  def one(state, run, data, start, num_steps):
     inputs = {**data, **run}
 
     def body(state, i):
@@ -144,11 +146,12 @@ def _chunk_program(task: Task, chunk: int, num_steps: int, mesh: Mesh):
 
     return lax.scan(body, state, jnp.arange(chunk))
 
-  program = jax.vmap(one, in_axes=(0, 0, None, None), spmd_axis_name=SEED_AXIS)
-  return jax.jit(program, in_shardings=(runs_split, runs_split, replicated, None),
+  program = jax.vmap(one, in_axes=(0, 0, None, None, None), spmd_axis_name=SEED_AXIS)
+  return jax.jit(program, in_shardings=(runs_split, runs_split, replicated, None, None),
                  out_shardings=(runs_split, runs_split))
 
 
+@functools.lru_cache(maxsize=64)
 def _init_program(task: Task, mesh: Mesh):
   runs_split, replicated = NamedSharding(mesh, P(SEED_AXIS)), NamedSharding(mesh, P())
   one = lambda run, data: task.init({**data, **run})
@@ -235,8 +238,10 @@ def fit(task: Task, runs: Mapping[str, Any], num_steps: int, *,
     flat = _global(flat, runs_split)
     data = _global(data, replicated)
     state = _init_program(task, mesh)(flat, data)
-    run_chunk = _chunk_program(task, chunk, num_steps, mesh)
-    metric_shapes = jax.eval_shape(run_chunk, state, flat, data, jnp.int32(0))[1]
+    chunk_program = _chunk_program(task, chunk, num_steps % chunk != 0, mesh)
+    run_chunk = lambda state, start: chunk_program(state, flat, data, jnp.int32(start),
+                                                   jnp.int32(num_steps))
+    metric_shapes = jax.eval_shape(run_chunk, state, 0)[1]
   curves = {k: np.full((num_padded, num_steps) + s.shape[2:], np.nan, s.dtype)
             for k, s in metric_shapes.items()}
   diverged = np.zeros(num_padded, bool)
@@ -252,7 +257,7 @@ def fit(task: Task, runs: Mapping[str, Any], num_steps: int, *,
     with (ckpt_lib.sigterm_flag() if own_sigterm else contextlib.nullcontext()) as sigterm:
       while done < num_steps:
         with jax.set_mesh(mesh):
-          state, metrics = run_chunk(state, flat, data, jnp.int32(done))
+          state, metrics = run_chunk(state, done)
         metrics = {k: _host(v) for k, v in metrics.items()}
         length = min(chunk, num_steps - done)
         problem = _first_non_finite({k: v[:, :length] for k, v in metrics.items()},
