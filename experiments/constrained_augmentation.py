@@ -42,10 +42,6 @@ from jaxrep.core.evaluate import accuracy
 from jaxrep.nn import PatchConv1D
 from jaxrep.symmetry import constrained_augmentation as ca
 
-CLAIM = ("On MNIST-1D with 1,000 training signals, primal-dual augmentation with "
-         "Metropolis-Hastings sampling beats uniform augmentation by ≥ 1 test-accuracy point, "
-         "and a loose constraint drives its multiplier to 0.")
-MIN_GAIN_OVER_UNIFORM = 1.0   # accuracy points
 METHODS = ("erm", "uniform", "pd", "pd_loose")
 OFFICIAL_DUAL_BUDGET = 1e-4 * 200 * 391
 
@@ -120,11 +116,9 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
                   final_dual_pd_loose=results["pd_loose"]["final_dual"])
   loose_zero_step = [int(np.argmax(d == 0)) if np.any(d == 0) else -1
                      for d in results["pd_loose"]["dual"]]
-  passed = bool(gain.mean() >= MIN_GAIN_OVER_UNIFORM
-                and np.all(results["pd_loose"]["final_dual"] == 0))
   window = max(1, c.num_steps // 10)
   details = {
-      "threshold_gain": MIN_GAIN_OVER_UNIFORM, "dual_lr": dual_lr(c),
+      "dual_lr": dual_lr(c),
       "pd_loose_first_step_at_zero": loose_zero_step,
       "mh_op_frequency_last_10pct": {
           m: dict(zip(ca.OPS, results[m]["op_frequency"][:, -window:].mean((0, 1)).tolist()))
@@ -135,7 +129,7 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
                                 for m in ("pd", "pd_loose")},
   }
   ctx.save_figure(plot(c, results))
-  return experiment.Outcome(measured=measured, passed=passed, details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(c, results):
@@ -166,9 +160,8 @@ def plot(c, results):
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="invariance_constrained_augmentation", claim=CLAIM, get_config=configs.get_config,
-    run=run, quick=configs.quick, validate=configs.validate, runtime_s=60,
-    headline=("test_acc_uniform", "test_acc_pd", "gain_pd_over_uniform", "final_dual_pd_loose"))
+    paper_id="invariance_constrained_augmentation", get_config=configs.get_config,
+    run=run, quick=configs.quick, validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

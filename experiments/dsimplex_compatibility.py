@@ -43,6 +43,8 @@ after reading the official code, is described in the config's header.
 """
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -56,11 +58,6 @@ from jaxrep.core import experiment, figures
 from jaxrep.probe import dsimplex
 from jaxrep.probe.encoders import CNNEncoder1D, standardized_mnist1d
 
-CLAIM = ("Under model replacement in class-incremental MNIST-1D with replay, the fixed "
-         "d-simplex classifier trained with the HOC compatibility loss keeps average "
-         "compatibility ≥ 0.9, while a learnable-classifier ER baseline has AC ≤ 0.5.")
-DSIMPLEX_AC_MIN = 0.9
-LEARNABLE_AC_MAX = 0.5
 METHODS = ("dsimplex", "learnable")
 
 
@@ -96,9 +93,13 @@ def run_sequence(ctx, c, method, keys, weights, x, y, x_pre, y_pre) -> dict:
   fold = lambda keys, offset: jax.vmap(lambda k: jax.random.fold_in(k, offset))(keys)
   net = lambda width: IncrementalNet(c.num_preallocated, width, fixed=hoc)
 
-  def train(name, width, run_keys, params, run_weights, examples, lam):
-    task = dsimplex.compatibility_task(net(width).apply, optax.adam(c.learning_rate),
+  @functools.cache  # one task object per (width, λ): fit compiles it once
+  def task_for(width, lam):
+    return dsimplex.compatibility_task(net(width).apply, optax.adam(c.learning_rate),
                                        batch_size=c.batch_size, lam=lam, mu=c.hoc_mu)
+
+  def train(name, width, run_keys, params, run_weights, examples, lam):
+    task = task_for(width, lam)
     runs = {"key": run_keys, "params": params, "weights": run_weights}
     result = ctx.fit(f"{method}-{name}", task, runs, c.steps_per_task,
                      data={"examples": examples})
@@ -184,13 +185,9 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
     details[f"final_train_loss_per_task_{method}"] = result["losses"]
     curves.update({f"{method} {k}": v for k, v in result["curves"].items()})
 
-  passed = bool(np.mean(measured["ac_dsimplex"]) >= DSIMPLEX_AC_MIN
-                and np.mean(measured["ac_learnable"]) <= LEARNABLE_AC_MAX)
-  details["thresholds"] = {"dsimplex_ac_min": DSIMPLEX_AC_MIN,
-                           "learnable_ac_max": LEARNABLE_AC_MAX}
   details["replace_task"] = c.replace_task
   ctx.save_figure(plot(c, details, measured, curves))
-  return experiment.Outcome(measured=measured, passed=passed, details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(c, details, measured, curves):
@@ -217,10 +214,8 @@ def plot(c, details, measured, curves):
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="dsimplex_compatibility", claim=CLAIM, get_config=configs.get_config, run=run,
-    quick=configs.quick, validate=configs.validate, runtime_s=240,
-    headline=("ac_dsimplex", "ac_learnable", "final_test_accuracy_dsimplex",
-              "final_test_accuracy_learnable"))
+    paper_id="dsimplex_compatibility", get_config=configs.get_config, run=run,
+    quick=configs.quick, validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

@@ -38,10 +38,6 @@ from jaxrep.core import experiment, figures, tasks
 from jaxrep.data import nbody
 from jaxrep.symmetry import frame_averaging as fa
 
-CLAIM = ("Frame averaging makes the GNN exactly E(3)-equivariant and gives n-body test "
-         "MSE ≤ 0.7 × the plain GNN's and ≤ the GNN trained with random-rotation "
-         "augmentation.")
-MAX_RATIO_TO_PLAIN = 0.7
 MODELS = ("gnn", "gnn_aug", "fa_gnn")
 LABELS = {"gnn": "GNN", "gnn_aug": "GNN + O(3) aug", "fa_gnn": "FA-GNN"}
 
@@ -112,13 +108,11 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
   measured.update(ratio_fa_to_gnn=ratio_to_plain, ratio_fa_to_aug=mse["fa_gnn"] / mse["gnn_aug"],
                   mse_fa_minus_aug=mse["fa_gnn"] - mse["gnn_aug"],
                   e3_error_fa_gnn=errors["fa_gnn"], e3_error_gnn=errors["gnn"])
-  passed = bool(ratio_to_plain.mean() <= MAX_RATIO_TO_PLAIN
-                and mse["fa_gnn"].mean() <= mse["gnn_aug"].mean())
-  details = {"equivariance_error": errors, "threshold_ratio": MAX_RATIO_TO_PLAIN,
+  details = {"equivariance_error": errors,
              "baseline_mse_constant_position": float(np.mean((test["target"] - test["loc"])**2)),
              "paper_mse": {"gnn": 0.0107, "fa_gnn": 0.0057}}
   ctx.save_figure(plot(c, results, errors))
-  return experiment.Outcome(measured=measured, passed=passed, details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(c, results, errors):
@@ -132,9 +126,8 @@ def plot(c, results, errors):
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="frame_averaging", claim=CLAIM, get_config=configs.get_config, run=run,
-    quick=configs.quick, validate=configs.validate, runtime_s=160,
-    headline=("test_mse_gnn", "test_mse_gnn_aug", "test_mse_fa_gnn", "ratio_fa_to_gnn"))
+    paper_id="frame_averaging", get_config=configs.get_config, run=run,
+    quick=configs.quick, validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

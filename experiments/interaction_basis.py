@@ -243,10 +243,11 @@ def plot(results, loss_curves, c):
       rank = np.mean([r["true_rank"][layer] for r in per_seed])
       ax.axvline(rank, color="tab:red", ls="--", alpha=0.5, label=f"true rank ≈ {rank:.1f}")
       ax.set(xscale="symlog", xlabel="directions kept k", ylabel="accuracy",
-             title=f"{task}, hidden layer {layer + 1} (duplicated + dead units)")
+             title=f"{task}, layer {layer + 1} + duplicated, dead units")
       ax.legend(fontsize=8)
       ax.grid(alpha=0.3)
   figures.plot_curves(axes[-1], loss_curves, title="training (loss; modadd full batch)")
+  fig.tight_layout()
   return fig
 
 

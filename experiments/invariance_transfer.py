@@ -47,10 +47,6 @@ from jaxrep.core.evaluate import accuracy, logistic_probe_accuracy, standardize
 from jaxrep.data import transforms2d as t2d
 from jaxrep.symmetry import invariance_transfer as inv
 
-CLAIM = ("Pretraining under the target task's transformations gains ≥ 10 linear-probe "
-         "transfer points over pretraining under disjoint transformations, more than 4× "
-         "pretraining data or 2× width gain.")
-MIN_MATCHED_GAIN = 10.0   # accuracy points
 PRETRAINED = ("matched", "mismatched", "mismatched_4x_data", "mismatched_2x_width")
 ENCODERS = PRETRAINED + ("random_init",)
 
@@ -174,17 +170,13 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
                   gain_matched_over_4x_data=gains["matched"] - gains["mismatched_4x_data"],
                   gain_matched_over_2x_width=gains["matched"] - gains["mismatched_2x_width"])
   measured.update({f"invariance_{n}": results[n]["invariance"] for n in ENCODERS})
-  passed = bool(gains["matched"].mean() >= MIN_MATCHED_GAIN
-                and gains["matched"].mean() > gains["mismatched_4x_data"].mean()
-                and gains["matched"].mean() > gains["mismatched_2x_width"].mean())
   details = {
-      "threshold_matched_gain": MIN_MATCHED_GAIN,
       "transform_sets": [{"target": list(a), "disjoint": list(b)} for a, b in data["sets"]],
       "pretrain_domain_accuracy": {n: results[n]["pretrain_acc"].tolist() for n in PRETRAINED},
       "cosine_invariance": {n: results[n]["cosine"].tolist() for n in ENCODERS},
   }
   ctx.save_figure(plot(c, results, data))
-  return experiment.Outcome(measured=measured, passed=passed, details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(c, results, data):
@@ -208,10 +200,8 @@ def plot(c, results, data):
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="invariance_transfer", claim=CLAIM, get_config=configs.get_config, run=run,
-    quick=configs.quick, validate=configs.validate, runtime_s=140,
-    headline=("transfer_acc_matched", "transfer_acc_mismatched", "gain_matched",
-              "gain_4x_data", "gain_2x_width"))
+    paper_id="invariance_transfer", get_config=configs.get_config, run=run,
+    quick=configs.quick, validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

@@ -52,9 +52,6 @@ from jaxrep import data
 from jaxrep.core import experiment, figures, tasks
 from jaxrep.symmetry import lie_decomposition as ld
 
-CLAIM = ("Trained on untransformed digits, an R²⋊SL(2) group-convolution network beats a "
-         "parameter-matched CNN by ≥ 5 points of accuracy on affine-perturbed test digits.")
-MIN_OOD_GAIN = 0.05
 MODELS = ("cnn", "gcnn")
 SPLITS = ("in_distribution", "ood")
 
@@ -144,11 +141,9 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
     measured[f"test_accuracy_{name}"] = results[name]["in_distribution"]
   gain = results["gcnn"]["ood"] - results["cnn"]["ood"]
   measured["ood_gain"] = gain
-  passed = bool(gain.mean() >= MIN_OOD_GAIN)
-  details = {"param_counts": param_counts, "threshold_gain": MIN_OOD_GAIN,
-             "num_ood_images": int(x_ood.shape[0])}
+  details = {"param_counts": param_counts, "num_ood_images": int(x_ood.shape[0])}
   ctx.save_figure(plot(c, results, x_ood, param_counts))
-  return experiment.Outcome(measured=measured, passed=passed, details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(c, results, x_ood, param_counts):
@@ -169,9 +164,8 @@ def plot(c, results, x_ood, param_counts):
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="lie_decomposition", claim=CLAIM, get_config=configs.get_config, run=run,
-    quick=configs.quick, validate=configs.validate, runtime_s=320,
-    headline=("ood_accuracy_cnn", "ood_accuracy_gcnn", "ood_gain", "test_accuracy_gcnn"))
+    paper_id="lie_decomposition", get_config=configs.get_config, run=run,
+    quick=configs.quick, validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

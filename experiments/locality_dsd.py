@@ -18,11 +18,16 @@ smallest n (log-interpolated) whose test error is within ``margin`` of the
 exact-signal Bayes error; a model's is the median over seeds (robust to a seed
 whose GD run stalls; the n grid stops once most seeds got there). A model that
 never gets there within the grid is reported as n > n_max (inf) and fails any
-comparison it is needed for.
+comparison it is needed for. The data of a grid point (per seed: a signal, the
+grid's largest training set, validation and test sets) are drawn once and shared
+by the three models; size n trains on the first n rows, which equal a set of n
+drawn alone (``dsd_sample`` is prefix-consistent), so the data match the
+original per-bucket draws. Since the move to ``fit`` the model's init key is
+split off the run key by ``minibatch_task`` (a changed stream: seed noise).
 
 MNIST-1D: the three ``SequenceNet`` models trained by Adam on the 4,000 training
-samples, minibatches drawn without replacement within a step (the old
-``fit_classifier`` protocol, kept), accuracy on the test split.
+samples, minibatches drawn without replacement within a step (the original
+run's protocol, kept), accuracy on the test split.
 
 Grid choice (fixed before the reported run, from compute alone): the FCN needs
 n ≈ 5·10⁴ at k = 6, d = 8 on this task and grows faster than k², so k ≤ 6 keeps
@@ -232,6 +237,7 @@ def plot(c, curves, bayes, n_of, mnist):
                       title=f"DSD GD, k = {k_mid}, largest n (chosen lr)")
   figures.plot_curves(axes[4], {kind.upper(): mnist[kind]["loss_curve"]
                                 for kind in locality.KINDS}, title="MNIST-1D (batch loss)")
+  fig.tight_layout()
   return fig
 
 

@@ -50,17 +50,12 @@ import numpy as np
 import optax
 
 from experiments.configs import moment_probing as configs
+from jaxrep import registry
 from jaxrep.core import experiment, figures, tasks
 from jaxrep.core.evaluate import accuracy, logistic_probe_accuracy
 from jaxrep.probe import moment_probing as mp
 from jaxrep.probe.encoders import TinyTransformer, standardized_mnist1d
 
-CLAIM = ("Moment probing (first- plus second-order token moments via MHC³) beats a linear "
-         "probe by ≥ 2 points in few-shot transfer from a frozen MNIST-1D transformer, and "
-         "solves a covariance-only task (≥ 90%) where the linear probe cannot (≤ 60%).")
-TRANSFER_MARGIN_MIN = 0.02
-COVARIANCE_MP_MIN = 0.9
-COVARIANCE_LP_MAX = 0.6
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
 PROBES = {"lp": "LP (AdamW)", "lp_lbfgs": "LP (L-BFGS)", "mp": "MP"}
@@ -161,22 +156,16 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
                                                        cov["lp_lbfgs"]["test"])
   measured["oracle_accuracy_covariance"] = oracle
   measured["source_train_accuracy"] = backbone["train_accuracy"]
-  passed = bool(np.mean(measured["transfer_mp_minus_lp"]) >= TRANSFER_MARGIN_MIN
-                and np.mean(measured["covariance_accuracy_mp"]) >= COVARIANCE_MP_MIN
-                and np.mean(measured["covariance_accuracy_lp_best"]) <= COVARIANCE_LP_MAX)
   details = {
       "transfer_train_accuracy": {"mp": tr["mp"]["train"], "lp": tr["lp"]["train"]},
       "lp_reference": "per replicate max(AdamW LP, L-BFGS logistic probe)",
-      "thresholds": {"transfer_margin_min": TRANSFER_MARGIN_MIN,
-                     "covariance_mp_min": COVARIANCE_MP_MIN,
-                     "covariance_lp_max": COVARIANCE_LP_MAX},
   }
   curves = {"backbone pre-training": backbone["curve"],
             **{f"{task} {PROBES[kind]}": result[kind]["curve"]
                for task, result in (("transfer", tr), ("covariance", cov))
                for kind in ("lp", "mp")}}
   ctx.save_figure(plot(measured, curves))
-  return experiment.Outcome(measured=measured, passed=passed, details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(measured, curves):
@@ -189,17 +178,17 @@ def plot(measured, curves):
                                     for kind, label in PROBES.items()}, **extra},
                             ylabel="test accuracy", title=title)
     ax.set_ylim(0, 1.08)
-  axes[1].axhline(COVARIANCE_MP_MIN, color="k", ls="--", lw=1)
-  axes[1].axhline(COVARIANCE_LP_MAX, color="gray", ls=":", lw=1)
+  axes[1].axhline(registry.threshold("moment_probing", "covariance_accuracy_mp"), color="k",
+                  ls="--", lw=1)
+  axes[1].axhline(registry.threshold("moment_probing", "covariance_accuracy_lp_best"),
+                  color="gray", ls=":", lw=1)
   figures.plot_curves(axes[2], curves, title="training (cross-entropy)")
   return fig
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="moment_probing", claim=CLAIM, get_config=configs.get_config, run=run,
-    quick=configs.quick, validate=configs.validate, runtime_s=400,
-    headline=("transfer_mp_minus_lp", "transfer_accuracy_mp", "covariance_accuracy_mp",
-              "covariance_accuracy_lp"))
+    paper_id="moment_probing", get_config=configs.get_config, run=run,
+    quick=configs.quick, validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

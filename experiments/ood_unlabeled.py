@@ -39,14 +39,6 @@ from experiments.configs import ood_unlabeled as configs
 from jaxrep.causal import robust_self_supervised as rss
 from jaxrep.core import experiment, figures
 
-CLAIM = ("On the two-Gaussian simulation (d = 200, m = 10 labeled), RSS with n = 10⁴ "
-         "shifted unlabeled samples gains ≥ 0.15 accuracy over ERM, and RSS accuracy "
-         "increases with n.")
-MIN_GAIN = 0.15
-CLAIM_NUM_LABELED = 10
-MONOTONE_TOLERANCE = 0.01   # a step along the n grid may lose at most this much (mean)
-
-
 def unlabeled_grid(m: int, n_max: int) -> list[int]:
   """The authors' grid {m, 10m, 100m, n_max} (capped at n_max, no repeats)."""
   return sorted({min(m * f, n_max) for f in (1, 10, 100)} | {n_max})
@@ -100,18 +92,11 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
     measured[f"gain_m{m}_n{c.n_max}"] = r["rss"][c.n_max] - r["erm"]
     details["curves"][f"m{m}"] = {"n": grid, "rss_mean": means, "erm_mean": r["erm"].mean()}
   measured["min_rss_step_along_n"] = float(np.min(steps))
-  monotone = bool(measured["min_rss_step_along_n"] >= -MONOTONE_TOLERANCE)
   first = results[c.labeled_sizes[0]]
   details["bayes_accuracy"] = float(first["bayes"].mean())
   details["shifted_direction_accuracy"] = float(first["shifted_direction"].mean())
-  details["monotone_in_n"] = monotone
-  gain_key = f"gain_m{CLAIM_NUM_LABELED}_n{c.n_max}"
-  passed = None
-  if gain_key in measured:
-    details["claim_gain"] = float(np.mean(measured[gain_key]))
-    passed = bool(details["claim_gain"] >= MIN_GAIN and monotone)
   ctx.save_figure(plot(c, results, details))
-  return experiment.Outcome(measured=measured, passed=passed, details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(c, results, details):
@@ -141,10 +126,8 @@ def plot(c, results, details):
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="ood_unlabeled", claim=CLAIM, get_config=configs.get_config, run=run,
-    quick=configs.quick, validate=configs.validate, runtime_s=35,
-    headline=("erm_accuracy_m10", "rss_accuracy_m10_n10000", "gain_m10_n10000",
-              "gain_m40_n10000"))
+    paper_id="ood_unlabeled", get_config=configs.get_config, run=run,
+    quick=configs.quick, validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

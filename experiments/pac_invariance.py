@@ -35,10 +35,6 @@ from experiments.configs import pac_invariance as configs
 from jaxrep.causal import pac_invariance as pac
 from jaxrep.core import experiment, figures
 
-CLAIM = ("A representation that is ε-invariant on T training environments fails "
-         "2ε-invariance on unseen environments at a rate that falls with T and does not grow "
-         "with the ambient dimension d.")
-DIMENSION_TOLERANCE = 0.02  # rate(d_max) − rate(d_min), averaged over T, must stay below
 
 
 @functools.partial(jax.jit, static_argnames=("d", "c"))
@@ -97,20 +93,14 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
       if t in (c.train_env_counts[0], 100, c.train_env_counts[-1]):
         measured[f"violation_d{d}_T{t}"] = rates[d][:, j]
   d_lo, d_hi = min(c.dims), max(c.dims)
-  dim_excess = float(rates[d_hi].mean() - rates[d_lo].mean())
   measured["violation_excess_dmax_vs_dmin"] = rates[d_hi].mean(1) - rates[d_lo].mean(1)
   measured["max_loglog_slope_mean_rate"] = max(fits[d][0] for d in c.dims)
-  falls = all(fits[d][0] < 0 for d in c.dims)
-  passed = bool(falls and dim_excess <= DIMENSION_TOLERANCE)
   details = {"train_env_counts": list(c.train_env_counts),
              "mean_violation_rate": {str(d): rates[d].mean(0) for d in c.dims},
              "selected_fraction": {str(d): selected_fraction[d].mean(0) for d in c.dims},
-             "loglog_fit_slope_C": {str(d): fits[d] for d in c.dims},
-             "criteria": {"slope_negative_every_d": falls,
-                          "dimension_excess": dim_excess,
-                          "dimension_tolerance": DIMENSION_TOLERANCE}}
+             "loglog_fit_slope_C": {str(d): fits[d] for d in c.dims}}
   ctx.save_figure(plot(c, ts, rates, fits))
-  return experiment.Outcome(measured=measured, passed=passed, details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(c, ts, rates, fits):
@@ -130,9 +120,8 @@ def plot(c, ts, rates, fits):
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="pac_invariance", claim=CLAIM, get_config=configs.get_config, run=run,
-    quick=configs.quick, validate=configs.validate, runtime_s=60,
-    headline=("slope_d10", "slope_d100", "violation_d100_T100", "violation_excess_dmax_vs_dmin"))
+    paper_id="pac_invariance", get_config=configs.get_config, run=run, quick=configs.quick,
+    validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

@@ -40,11 +40,6 @@ from experiments.configs import rep4ex as configs
 from jaxrep.causal import rep4ex
 from jaxrep.core import experiment, figures, tasks
 
-CLAIM = ("An autoencoder constrained so that E[φ(X)|A] is affine identifies Z up to an affine "
-         "map (R² ≥ 0.95) and extrapolates interventions outside the training support with "
-         "≤ 0.2× the MSE of the unconstrained pipeline.")
-MSE_RATIO_THRESHOLD = 0.2
-R2_THRESHOLD = 0.95
 LABELS = ("Rep4Ex (MMR)", "AE + CF, no MMR")
 
 
@@ -129,14 +124,9 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
       "in_support_mse_rep4ex": mse_in[:, 0], "in_support_mse_no_mmr": mse_in[:, 1],
       "final_mmr_rep4ex": out["mmr"][:, 0], "final_mmr_no_mmr": out["mmr"][:, 1],
   }
-  r2_mean = float(out["r2"][:, 0].mean())
-  passed = bool(ratio_of_means <= MSE_RATIO_THRESHOLD and r2_mean >= R2_THRESHOLD)
-  details = {"ratio_of_mean_mse": ratio_of_means, "mean_affine_r2": r2_mean,
-             "num_outside_actions": int(outside.sum()),
-             "criteria": {"mse_ratio_le_0.2": ratio_of_means <= MSE_RATIO_THRESHOLD,
-                          "r2_ge_0.95": r2_mean >= R2_THRESHOLD}}
+  details = {"num_outside_actions": int(outside.sum())}
   ctx.save_figure(plot(c, actions, out))
-  return experiment.Outcome(measured=measured, passed=passed, details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(c, actions, out):
@@ -165,9 +155,8 @@ def plot(c, actions, out):
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="rep4ex", claim=CLAIM, get_config=configs.get_config, run=run,
-    quick=configs.quick, validate=configs.validate, runtime_s=320,
-    headline=("oos_mse_rep4ex", "oos_mse_no_mmr", "oos_mse_ratio", "affine_r2_rep4ex"))
+    paper_id="rep4ex", get_config=configs.get_config, run=run,
+    quick=configs.quick, validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

@@ -43,11 +43,6 @@ from jaxrep.core.evaluate import accuracy, logistic_probe_accuracy, standardize
 from jaxrep.probe import concat_representations as cat
 from jaxrep.probe.encoders import CNNEncoder1D
 
-CLAIM = ("Concatenating the representations of independently trained networks beats one "
-         "equally wide network by ≥ 3 points on held-out classes and on shifted MNIST-1D, "
-         "with in-distribution accuracy within 1 point.")
-MIN_TRANSFER_GAIN = 0.03
-MAX_IN_DISTRIBUTION_GAP = 0.01
 PRETRAIN_CLASSES = (0, 1, 2, 3, 4)
 HELDOUT_CLASSES = (5, 6, 7, 8, 9)
 TARGETS = ("in_distribution", "heldout_classes", "shifted")
@@ -154,13 +149,9 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
     measured[f"{target}_gain"] = measured[f"{target}_cat"] - measured[f"{target}_wide"]
   measured["pretrain_head_accuracy_member"] = np.array([row["head_member"] for row in rows])
   measured["pretrain_head_accuracy_wide"] = np.array([row["head_wide"] for row in rows])
-  gains = {t: float(measured[f"{t}_gain"].mean()) for t in TARGETS}
-  passed = bool(gains["heldout_classes"] >= MIN_TRANSFER_GAIN
-                and gains["shifted"] >= MIN_TRANSFER_GAIN
-                and abs(gains["in_distribution"]) <= MAX_IN_DISTRIBUTION_GAP)
-  details = {"mean_gains": gains, "feature_dim": c.latent_dim * n}
+  details = {"feature_dim": c.latent_dim * n}
   ctx.save_figure(plot(measured, c, members["curve"], wides["curve"]))
-  return experiment.Outcome(measured=measured, passed=passed, details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(measured, c, member_curves, wide_curves):
@@ -181,10 +172,8 @@ def plot(measured, c, member_curves, wide_curves):
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="rich_representations", claim=CLAIM, get_config=configs.get_config, run=run,
-    quick=configs.quick, validate=configs.validate, runtime_s=150,
-    headline=("heldout_classes_gain", "shifted_gain", "in_distribution_gain",
-              "heldout_classes_cat"))
+    paper_id="rich_representations", get_config=configs.get_config, run=run,
+    quick=configs.quick, validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

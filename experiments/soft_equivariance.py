@@ -44,9 +44,6 @@ from experiments.configs import soft_equivariance as configs
 from jaxrep.core import experiment, figures, tasks
 from jaxrep.symmetry import soft_equivariance as se
 
-CLAIM = ("On modified inertia, PER (projection regularizers with auto-tuned strengths) has "
-         "lower test MSE than an MLP and than an exactly O(3)-equivariant model, and auto-"
-         "tuning gives the largest strength to the exact symmetry O(2) about z.")
 GROUPS = (se.o3(), se.o2_about(2), se.o2_about(0), se.o2_about(1))
 GROUP_NAMES = ("O3", "O2_z", "O2_x", "O2_y")
 EXACT_SYMMETRY = "O2_z"
@@ -134,9 +131,6 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
   largest = [GROUP_NAMES[j] for j in np.argmax(per["lambda"], axis=1)]
   measured["largest_lambda_is_exact_symmetry"] = np.array(
       [g == EXACT_SYMMETRY for g in largest], float)
-  mse = {name: results[name]["test_mse"].mean() for name in models}
-  passed = bool(mse["per"] < mse["mlp"] and mse["per"] < mse["emlp_o3"]
-                and all(g == EXACT_SYMMETRY for g in largest))
   details = {"largest_lambda_group_per_seed": largest,
              "penalties_at_adjust": {g: per["penalties_at_adjust"][:, j]
                                      for j, g in enumerate(GROUP_NAMES)},
@@ -145,7 +139,7 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
              "target_variance": float(jnp.var(test["y"])),
              "note": "emlp_o2z (exactly O(2)_z-equivariant) is a reference, not part of the claim"}
   ctx.save_figure(plot(c, results))
-  return experiment.Outcome(measured=measured, passed=passed, details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(c, results):
@@ -170,9 +164,8 @@ def plot(c, results):
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="soft_equivariance", claim=CLAIM, get_config=configs.get_config, run=run,
-    quick=configs.quick, validate=configs.validate, runtime_s=330,
-    headline=("test_mse_mlp", "test_mse_emlp_o3", "test_mse_per", "lambda_O2_z"))
+    paper_id="soft_equivariance", get_config=configs.get_config, run=run,
+    quick=configs.quick, validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

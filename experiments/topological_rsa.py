@@ -191,6 +191,7 @@ def plot(snrs, plain, chosen, test, stats, loss_curves, c):
               title=f"GT_(l,u) accuracy at SNR {snrs[lowest]:g} (test draws)")
   figures.plot_curves(ax_train, {f"{len(c.widths)}-layer MLPs": loss_curves},
                       title=f"training ({c.num_seeds} networks, batch loss)")
+  fig.tight_layout()
   return fig
 
 

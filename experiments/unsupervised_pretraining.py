@@ -42,13 +42,8 @@ from experiments.configs import unsupervised_pretraining as configs
 from jaxrep.core import experiment, figures
 from jaxrep.theory import unsupervised_pretraining as up
 
-CLAIM = ("MLE pretraining on m = 10⁴ unlabeled samples cuts excess risk at n = 50 labels to "
-         "≤ 0.25× that of supervised ERM (factor model and Gaussian mixture), and at n = 50 "
-         "the pretrained excess risk falls with m.")
-MAX_RATIO = 0.25
-CLAIM_N = 50
-CLAIM_M = 10000
-FALL_TOLERANCE = 0.05   # a step up the m grid may raise the mean excess risk ≤ 5%
+LABELED_N = 50       # the n column the measures read (the first n when absent)
+UNLABELED_M = 10000  # the m row of the ratio measures (reported only when in the grid)
 MODELS = ("factor", "mixture")
 
 
@@ -176,9 +171,9 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
              "mixture": ctx.stage("mixture", lambda: mixture_all_seeds(
                  ctx, c, keys["mixture"], meter))}
 
-  measured, details, passed = {}, {}, True
-  has_claim_cell = CLAIM_N in c.labeled_sizes and CLAIM_M in c.unlabeled_sizes
-  n_col = c.labeled_sizes.index(CLAIM_N) if CLAIM_N in c.labeled_sizes else 0
+  measured, details = {}, {}
+  has_ratio_cell = LABELED_N in c.labeled_sizes and UNLABELED_M in c.unlabeled_sizes
+  n_col = c.labeled_sizes.index(LABELED_N) if LABELED_N in c.labeled_sizes else 0
   n = c.labeled_sizes[n_col]
   for name, r in results.items():
     pre, erm, ridge = r["pretrained"], r["erm"], r["ridge"]      # (seeds, m, n), (seeds, n)
@@ -190,14 +185,12 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
     curve = mean_pre[:, n_col]
     measured[f"{name}_max_step_ratio_along_m"] = float(np.max(curve[1:] / curve[:-1]))
     measured[f"{name}_excess_ratio_mmax_to_mmin"] = float(curve[-1] / curve[0])
-    falls = bool(np.all(curve[1:] <= curve[:-1] * (1 + FALL_TOLERANCE)) and curve[-1] < curve[0])
-    details[name]["falls_with_m_at_n"] = {"n": n, "falls": falls}
     for i, m in enumerate(c.unlabeled_sizes):
       measured[f"{name}_pretrained_excess_n{n}_m{m}"] = pre[:, i, n_col]
     measured[f"{name}_erm_excess_n{n}"] = erm[:, n_col]
     measured[f"{name}_regularised_excess_n{n}"] = ridge[:, n_col]
-    if has_claim_cell:
-      m_row = c.unlabeled_sizes.index(CLAIM_M)
+    if has_ratio_cell:
+      m_row = c.unlabeled_sizes.index(UNLABELED_M)
       ratio = float(mean_pre[m_row, n_col] / erm[:, n_col].mean())
       ratio_reg = float(mean_pre[m_row, n_col] / ridge[:, n_col].mean())
       measured[f"{name}_ratio_to_erm"] = pre[:, m_row, n_col] / erm[:, n_col]
@@ -205,11 +198,9 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
       measured[f"{name}_ratio_of_means_to_erm"] = ratio
       details[name].update(ratio_of_means_to_erm=ratio,
                            ratio_of_means_to_regularised=ratio_reg)
-      passed = passed and ratio <= MAX_RATIO and falls
   details["factor"]["bayes_risk_mean"] = float(results["factor"]["bayes_risk"].mean())
   ctx.save_figure(plot(c, results))
-  return experiment.Outcome(measured=measured, passed=passed if has_claim_cell else None,
-                            details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(c, results):
@@ -233,10 +224,8 @@ def plot(c, results):
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="unsupervised_pretraining", claim=CLAIM, get_config=configs.get_config, run=run,
-    quick=configs.quick, validate=configs.validate, runtime_s=70,
-    headline=("factor_ratio_to_erm", "mixture_ratio_to_erm", "factor_ratio_to_regularised",
-              "mixture_ratio_to_regularised"))
+    paper_id="unsupervised_pretraining", get_config=configs.get_config, run=run,
+    quick=configs.quick, validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

@@ -154,6 +154,24 @@ def by_experiment(name: str) -> Paper | None:
   return _BY_EXPERIMENT.get(name)
 
 
+def threshold(paper_id: str, measure: str, op: str | None = None) -> float:
+  """The threshold of ``paper_id``'s check on ``measure`` (e.g. for a figure's line).
+
+  ``op`` picks one when several checks share the measure (a two-sided band).
+  KeyError, naming the paper's checked measures, when there is no such check.
+  """
+  matches = [c for c in get(paper_id).checks
+             if c.measure == measure and (op is None or c.op == op)]
+  if len(matches) == 1:
+    return matches[0].threshold
+  if not matches:
+    known = ", ".join(dict.fromkeys(c.measure for c in get(paper_id).checks)) or "none"
+    raise KeyError(f"paper '{paper_id}' has no check on '{measure}'"
+                   + (f" with op '{op}'" if op else "") + f" (its checked measures: {known})")
+  raise KeyError(f"paper '{paper_id}' has {len(matches)} checks on '{measure}' "
+                 f"({', '.join(c.op for c in matches)}); pass op= to pick one")
+
+
 def record(paper_id: str) -> dict[str, Any] | None:
   """The committed record of ``paper_id`` (see ``load_record``)."""
   return load_record(paper_id)

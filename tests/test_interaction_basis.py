@@ -1,7 +1,7 @@
 """Interaction basis: invariance to an inserted invertible map (PCA as the negative
 control), the diagonal Grams it is defined by, finite-difference Jacobians, the
 count of non-degenerate directions vs a NumPy SVD rank, degeneracy injection,
-exact reconstruction, and the retention curves' end points."""
+exact reconstruction, and the retention curves against a NumPy mean ablation."""
 
 import jax
 import jax.numpy as jnp
@@ -182,19 +182,49 @@ def test_full_basis_reconstructs_and_ablation_runs_under_jit():
                                                 (node @ neurons.rotation).mean(0)), node)
 
 
-def test_retention_curves_end_at_full_accuracy_and_orthonormal_bases_start_together():
-  """Keeping every direction reproduces the network (full accuracy for all three
-  bases); keeping none puts the PCA and neuron features at their means, i.e. the
-  node layer at its mean, for both (the same constant prediction)."""
+def _reference_retention(rotation, inverse, node_basis, node_eval, run, labels, num_k):
+  """Accuracy for k = 0 .. num_k − 1: basis features of node_eval, those past k set to
+  their mean over node_basis, mapped back and run to the output (NumPy)."""
+  rotation, inverse = np.asarray(rotation), np.asarray(inverse)
+  mean = (np.asarray(node_basis) @ rotation).mean(0)
+  out = []
+  for k in range(num_k):
+    features = np.asarray(node_eval) @ rotation
+    features[:, k:] = mean[k:]
+    out.append(np.mean(np.argmax(np.asarray(run(jnp.asarray(features @ inverse))), 1)
+                       == np.asarray(labels)))
+  return np.array(out)
+
+
+def test_retention_curves_match_a_numpy_mean_ablation():
+  """Each row against a NumPy mean ablation in its own basis (PCA from NumPy's
+  eigh, neurons ranked by Var(f_i)·M'_ii); keeping every direction gives the
+  network's own accuracy for all three bases."""
   widths = (5, 9, 8, 4)
   layers, x = _mlp(11, widths), _inputs(12, n=120)
-  labels = jnp.argmax(ib.node_layers(ib.mlp_sections(layers), x)[-1], axis=1)
-  noisy_labels = jnp.where(jnp.arange(120) % 5 == 0, (labels + 1) % 4, labels)
   sections = ib.mlp_sections(layers)
+  labels = jnp.argmax(ib.node_layers(sections, x)[-1], axis=1)
+  noisy_labels = jnp.where(jnp.arange(120) % 5 == 0, (labels + 1) % 4, labels)
   bases, grams = ib.interaction_bases_and_grams(sections, x[:60])
   for layer in (1, 2):
     curves = np.asarray(ib.retention_curves(sections, layer, bases[layer], grams[layer][1],
                                             x[:60], x, noisy_labels))
-    assert curves.shape == (3, widths[layer] + 2)
+    d = widths[layer]
+    assert curves.shape == (3, d + 2)
     np.testing.assert_allclose(curves[:, -1], 0.8, atol=1e-12)  # 4 of 5 labels are f's argmax
-    assert curves[1, 0] == curves[2, 0]
+    node_basis, node_eval = (ib.node_layers(sections, x[:60])[layer],
+                             ib.node_layers(sections, x)[layer])
+    run = lambda nodes: ib.run_from(sections, layer, nodes)
+    run_augmented = lambda nodes: ib.run_from_augmented(sections, layer, nodes)
+    interaction = _reference_retention(bases[layer].rotation, bases[layer].inverse,
+                                       ib.augment(node_basis), ib.augment(node_eval),
+                                       run_augmented, noisy_labels, d + 2)
+    centred = np.asarray(node_basis) - np.asarray(node_basis).mean(0)
+    values, vectors = np.linalg.eigh(centred.T @ centred)
+    pca = vectors[:, np.argsort(-values)]
+    order = np.argsort(-np.asarray(node_basis).var(0) * np.diag(np.asarray(grams[layer][1]))[:d])
+    neurons = np.eye(d)[:, order]
+    np.testing.assert_allclose(curves[0], interaction, atol=1e-12)
+    for row, rotation in ((1, pca), (2, neurons)):
+      np.testing.assert_allclose(curves[row], _reference_retention(
+          rotation, rotation.T, node_basis, node_eval, run, noisy_labels, d + 2), atol=1e-12)

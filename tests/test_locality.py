@@ -27,6 +27,17 @@ def test_dsd_sampler_distribution():
   assert float(jnp.linalg.norm(signal)) == pytest.approx(3.0, rel=1e-5)
 
 
+def test_dsd_sample_is_prefix_consistent():
+  """The experiment samples the largest training set once and trains size n on its
+  first n rows; with JAX's partitionable threefry these are exactly
+  ``dsd_sample(key, n)``, so every n of the grid sees the same data as if drawn alone."""
+  signal = random_signal(jax.random.PRNGKey(1), D, 3.0)
+  x_big, y_big = dsd_sample(jax.random.PRNGKey(2), 1000, K, signal)
+  x, y = dsd_sample(jax.random.PRNGKey(2), 37, K, signal)
+  np.testing.assert_array_equal(x_big[:37], x)
+  np.testing.assert_array_equal(y_big[:37], y)
+
+
 def test_bayes_logit_matches_brute_force_likelihood_ratio():
   signal = random_signal(jax.random.PRNGKey(2), D, 1.5)
   x, _ = dsd_sample(jax.random.PRNGKey(3), 50, K, signal, noise_std=0.8)

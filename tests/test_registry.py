@@ -142,3 +142,14 @@ def test_lookup():
     registry.get("locality_dsx")
   message = str(excinfo.value)
   assert "locality_dsd" in message and "\n" not in message
+
+
+def test_threshold():
+  assert registry.threshold("dsimplex_compatibility", "ac_dsimplex") == 0.9
+  assert registry.threshold("rich_representations", "in_distribution_gain", op="<=") == 0.01
+  with pytest.raises(KeyError, match="pass op= to pick one"):
+    registry.threshold("rich_representations", "in_distribution_gain")
+  with pytest.raises(KeyError, match="no check on 'no_such_measure'.*ac_dsimplex"):
+    registry.threshold("dsimplex_compatibility", "no_such_measure")
+  with pytest.raises(KeyError, match="unknown paper id"):
+    registry.threshold("no_such_paper", "ac_dsimplex")

@@ -29,6 +29,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from jaxrep.core import linalg
 from jaxrep.data import sem as sem_lib
 
 
@@ -55,7 +56,8 @@ def subset_coefficients(sigma: jax.Array, indices: jax.Array, valid: jax.Array,
   pair = valid[:, None] & valid[None, :]
   gram = jnp.where(pair, sub, jnp.eye(indices.shape[0], dtype=sigma.dtype))
   cross = jnp.where(valid, sigma[indices, target], 0.0)
-  return jnp.linalg.solve(gram, cross)
+  # vmapped over candidates × environments: the vmap-safe solve (jaxrep.core.linalg).
+  return linalg.solve(gram, cross)
 
 
 def invariance_gap(betas: jax.Array) -> jax.Array:

@@ -15,10 +15,13 @@ _EXPORTS = {
     "standardize": "evaluate",
     "Context": "experiment", "Experiment": "experiment", "Outcome": "experiment",
     "execute": "experiment",
+    "FitResult": "fit", "parse_mesh": "fit",
+    "Task": "tasks", "classifier_task": "tasks", "cross_entropy_loss_fn": "tasks",
+    "minibatch_indices": "tasks", "minibatch_task": "tasks", "shard_batch": "tasks",
     "NonFiniteLossError": "loop", "train_loop": "loop",
     "summarize": "results",
     "TrainState": "train", "init_train_state": "train", "make_train_step": "train",
-    "scan_steps": "train", "weighted_sum": "train",
+    "scan_steps": "train", "weighted_sum": "train", "check_axis_name": "train",
 }
 __all__ = sorted(_EXPORTS)
 

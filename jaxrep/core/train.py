@@ -20,7 +20,6 @@ import jax.numpy as jnp
 import optax
 
 from jaxrep.core.config import ConfigError
-from jaxrep.core.evaluate import accuracy
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
@@ -152,48 +151,3 @@ def scan_steps(step: StepFn, state: TrainState, batch_fn: Callable[[jax.Array], 
     return step(carry, batch_fn(i))
 
   return jax.lax.scan(body, state, jnp.arange(num_steps))
-
-
-def cross_entropy_loss(logits_fn: Callable[[PyTree, jax.Array], jax.Array]) -> LossFn:
-  """``loss_fn(params, (x, y), rng)`` = mean softmax cross-entropy of ``logits_fn(params, x)``
-  against integer labels y, with the batch accuracy in the metrics."""
-
-  def loss_fn(params, batch, rng):
-    del rng
-    x, y = batch
-    logits = logits_fn(params, x)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    return ce, {"accuracy": accuracy(logits, y)}
-
-  return loss_fn
-
-
-def random_minibatches(x: jax.Array, y: jax.Array, key: jax.Array,
-                       batch_size: int | None) -> Callable[[jax.Array], PyTree]:
-  """``batch_fn(i)`` for ``scan_steps``: ``batch_size`` examples drawn without
-  replacement with ``fold_in(key, i)``; the full batch when ``batch_size`` is None."""
-
-  def batch_fn(i):
-    if batch_size is None:
-      return x, y
-    idx = jax.random.choice(jax.random.fold_in(key, i), x.shape[0], (batch_size,),
-                            replace=False)
-    return x[idx], y[idx]
-
-  return batch_fn
-
-
-def fit_classifier(key: jax.Array, init_fn: Callable[[jax.Array, jax.Array], PyTree],
-                   logits_fn: Callable[[PyTree, jax.Array], jax.Array],
-                   optimizer: optax.GradientTransformation, x: jax.Array, y: jax.Array, *,
-                   num_steps: int, batch_size: int | None = None,
-                   ) -> tuple[TrainState, Metrics]:
-  """Trains a classifier from ``key`` by cross-entropy: x (n, ...), y (n,) int.
-
-  ``key`` splits into the init key and the minibatch key, so a sweep vmaps this
-  over seed keys and compiles once. Returns the final state and per-step metrics.
-  """
-  key_init, key_batches = jax.random.split(key)
-  state = init_train_state(init_fn(key_init, x[:1]), optimizer, key_init)
-  step = make_train_step(cross_entropy_loss(logits_fn), optimizer, jit=False)
-  return scan_steps(step, state, random_minibatches(x, y, key_batches, batch_size), num_steps)

@@ -27,6 +27,7 @@ largest magnitude made positive) is the other common convention.
 """
 from __future__ import annotations
 
+import functools
 from typing import Literal, Sequence
 
 import chex
@@ -63,6 +64,7 @@ def double_centred_gram(distances: jax.Array) -> jax.Array:
   return 0.5 * (gram + gram.T)
 
 
+@jax.jit
 def householder_qr(a: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Thin QR of a tall matrix a (m, n), m ≥ n, by Householder reflections written
   in jnp (Golub & Van Loan, Matrix Computations, 4th ed., Alg. 5.2.1):
@@ -104,6 +106,7 @@ def householder_qr(a: jax.Array) -> tuple[jax.Array, jax.Array]:
   return q, jnp.triu(r[:n])
 
 
+@functools.partial(jax.jit, static_argnames="sweeps")
 def jacobi_eigh(matrix: jax.Array, sweeps: int = 10) -> tuple[jax.Array, jax.Array]:
   """Eigenpairs of a small symmetric matrix (n, n) by cyclic Jacobi rotations in
   jnp (Golub & Van Loan, Alg. 8.5.2–8.5.3): each rotation J(p, q, θ) zeroes

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrep.core import tasks, train
+from jaxrep.core import linalg, tasks, train
 
 # ------------------------------------------------------------------ factor model
 
@@ -266,7 +266,9 @@ def logistic_fit(features: jax.Array, y: jax.Array, l2: float,
     prob = jax.nn.sigmoid(f @ w)
     grad = f.T @ (sample_weights * (prob - yf)) / total + penalty * w
     hess = (f.T * (sample_weights * prob * (1 - prob))) @ f / total + jnp.diag(penalty + 1e-6)
-    return w - jnp.linalg.solve(hess, grad), None
+    # linalg.solve: vmapped by logistic_cv_fit (penalties × folds), where a batched
+    # LAPACK solve can deadlock the CPU pool (see jaxrep.core.linalg).
+    return w - linalg.solve(hess, grad), None
 
   w, _ = jax.lax.scan(newton, jnp.zeros(p + 1, features.dtype), None, num_steps)
   return w
