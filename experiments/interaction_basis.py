@@ -47,9 +47,6 @@ from jaxrep.core import experiment, figures, tasks
 from jaxrep.core.evaluate import accuracy
 from jaxrep.probe import interaction_basis as ib
 
-CLAIM = ("On MLPs with injected degeneracies, the interaction basis counts exactly the true "
-         "number of non-degenerate directions per layer, and its top-k directions keep 99% of "
-         "accuracy at smaller k than the PCA or neuron basis.")
 RETAINED_FRACTION = 0.99
 TASKS = ("modadd", "mnist1d")
 BASES = ("interaction", "pca", "neuron")
@@ -220,11 +217,8 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
   measured["max_count_error_interaction"] = count_error
   for basis, values in savings.items():
     measured[f"min_kstar_saving_vs_{basis}"] = float(np.min(values))
-  counts_exact = bool(np.all(count_error == 0))
-  fewer = bool(min(np.min(v) for v in savings.values()) > 0)
-  details.update(counts_equal_true_rank=counts_exact, interaction_needs_fewer=fewer)
   ctx.save_figure(plot(results, loss_curves, c))
-  return experiment.Outcome(measured=measured, passed=counts_exact and fewer, details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(results, loss_curves, c):
@@ -252,10 +246,8 @@ def plot(results, loss_curves, c):
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="interaction_basis", claim=CLAIM, get_config=configs.get_config, run=run,
-    quick=configs.quick, validate=configs.validate, runtime_s=85,
-    headline=("kstar_interaction_mnist1d_L1", "kstar_pca_mnist1d_L1",
-              "kstar_interaction_modadd_L1", "kstar_pca_modadd_L1"))
+    paper_id="interaction_basis", get_config=configs.get_config, run=run, quick=configs.quick,
+    validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

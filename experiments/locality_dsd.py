@@ -52,8 +52,6 @@ from jaxrep.core.evaluate import accuracy
 from jaxrep.data.dsd import dsd_bayes_error, dsd_sample, random_signal
 from jaxrep.symmetry import locality
 
-CLAIM = ("On DSD, n_CNN < n_LCN < n_FCN at every grid point, and n_LCN/n_CNN and "
-         "n_FCN/n_LCN grow with the number of patches k.")
 COLORS = {"cnn": "tab:blue", "lcn": "tab:orange", "fcn": "tab:red"}
 
 
@@ -196,15 +194,13 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
     details[f"slope_n_vs_d_{kind}"] = loglog_slope(c.ds, [n_of(kind, c.fixed_k, d) for d in c.ds])
   ordered = all(n_of("cnn", k, d) < n_of("lcn", k, d) < n_of("fcn", k, d) for k, d in points)
   details["ordered_at_every_point"] = ordered
-  passed = bool(ordered and measured["slope_ratio_lcn_cnn"] > 0
-                and measured["slope_ratio_fcn_lcn"] > 0)
 
   mnist = {kind: ctx.stage(f"mnist1d-fit-{kind}", lambda: mnist1d_accuracy(ctx, kind, c))
            for kind in locality.KINDS}
   for kind in locality.KINDS:
     measured[f"mnist1d_accuracy_{kind}"] = mnist[kind]["accuracy"]
   ctx.save_figure(plot(c, curves, bayes, n_of, mnist))
-  return experiment.Outcome(measured=measured, passed=passed, details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(c, curves, bayes, n_of, mnist):
@@ -242,10 +238,8 @@ def plot(c, curves, bayes, n_of, mnist):
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="locality_dsd", claim=CLAIM, get_config=configs.get_config, run=run,
-    quick=configs.quick, validate=configs.validate, runtime_s=370,
-    headline=("slope_n_vs_k_cnn", "slope_n_vs_k_lcn", "slope_n_vs_k_fcn",
-              "mnist1d_accuracy_cnn", "mnist1d_accuracy_lcn", "mnist1d_accuracy_fcn"))
+    paper_id="locality_dsd", get_config=configs.get_config, run=run, quick=configs.quick,
+    validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

@@ -49,9 +49,6 @@ from jaxrep.core.evaluate import accuracy
 from jaxrep.probe import rdm as rdm_lib
 from jaxrep.probe import topological_rsa as trsa
 
-CLAIM = ("The best geo-topological RDM statistic identifies the generating layer within "
-         "2 points of the plain RDM at every SNR and better than it at the lowest SNR.")
-MAX_DEFICIT = 0.02  # best GT may trail the plain RDM by at most 2 points at any SNR
 
 
 class LayeredMLP(nn.Module):
@@ -158,13 +155,8 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
   lowest = int(np.argmin(snrs))
   measured["min_gt_minus_rdm_over_snrs"] = float(gt_minus_rdm.mean(0).min())
   measured["gt_minus_rdm_lowest_snr"] = gt_minus_rdm[:, lowest]
-  deficit_ok = all(chosen[:, j].mean() >= plain[:, j].mean() - MAX_DEFICIT
-                   for j in range(len(snrs)))
-  wins_lowest = bool(chosen[:, lowest].mean() > plain[:, lowest].mean())
-  details.update(within_2_points_everywhere=deficit_ok, beats_rdm_at_lowest_snr=wins_lowest)
   ctx.save_figure(plot(snrs, plain, chosen, test, stats, loss_curves, c))
-  return experiment.Outcome(measured=measured, passed=bool(deficit_ok and wins_lowest),
-                            details=details)
+  return experiment.Outcome(measured=measured, details=details)
 
 
 def plot(snrs, plain, chosen, test, stats, loss_curves, c):
@@ -196,9 +188,8 @@ def plot(snrs, plain, chosen, test, stats, loss_curves, c):
 
 
 EXPERIMENT = experiment.Experiment(
-    paper_id="topological_rsa", claim=CLAIM, get_config=configs.get_config, run=run,
-    quick=configs.quick, validate=configs.validate, runtime_s=70,
-    headline=("acc_rdm_snr0.03", "acc_best_gt_snr0.03", "acc_rdm_snr10", "acc_best_gt_snr10"))
+    paper_id="topological_rsa", get_config=configs.get_config, run=run, quick=configs.quick,
+    validate=configs.validate)
 
 if __name__ == "__main__":
   experiment.main(EXPERIMENT)

@@ -1,1 +1,3 @@
 """jaxrep: functional JAX reimplementations of representation-learning papers."""
+
+__version__ = "0.1.0"  # keep in step with pyproject.toml

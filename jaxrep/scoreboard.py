@@ -15,18 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from jaxrep.core import claims as claims_lib
 from jaxrep.core import results as results_lib
-
-
-def format_duration(seconds: float) -> str:
-  """``75 -> '1m15s'``."""
-  seconds = int(round(seconds))
-  if seconds < 60:
-    return f"{seconds}s"
-  minutes, seconds = divmod(seconds, 60)
-  if minutes < 60:
-    return f"{minutes}m{seconds:02d}s"
-  hours, minutes = divmod(minutes, 60)
-  return f"{hours}h{minutes:02d}m"
+from jaxrep.core.results import format_duration
 
 
 def _verdict(payload: Mapping[str, Any]) -> str:

@@ -339,7 +339,7 @@ def _tiny_run(c, ctx):
 
 
 TINY = experiment.Experiment(paper_id="tiny_checkpointed", claim="-", get_config=_tiny_config,
-                             run=_tiny_run, quick=lambda c: c, runtime_s=1.0)
+                             run=_tiny_run, quick=lambda c: c)
 
 
 def test_interrupted_experiment_resumes_and_matches_uninterrupted_run(tmp_path, compile_cache):

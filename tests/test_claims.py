@@ -137,7 +137,7 @@ def test_execute_takes_the_verdict_from_the_checks(tmp_path):
                               passed=True)
 
   fake = experiment.Experiment(paper_id="tinvnn", claim="old text", get_config=get_config,
-                               run=run, quick=lambda c: c, runtime_s=1.0)
+                               run=run, quick=lambda c: c)
   payload = experiment.execute(fake, str(tmp_path), verbose=False)
   assert payload["verdict"] == "FAIL" and payload["passed"] is False
   assert payload["claim"] == registry.get("tinvnn").claim

@@ -153,3 +153,11 @@ def test_threshold():
     registry.threshold("dsimplex_compatibility", "no_such_measure")
   with pytest.raises(KeyError, match="unknown paper id"):
     registry.threshold("no_such_paper", "ac_dsimplex")
+
+
+def test_version_matches_pyproject():
+  import tomllib
+  from pathlib import Path
+  import jaxrep
+  project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+  assert jaxrep.__version__ == project["project"]["version"]

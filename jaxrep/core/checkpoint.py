@@ -343,3 +343,24 @@ def sigterm_flag() -> Iterator[threading.Event]:
     signal.signal(signal.SIGTERM, previous)
     if flag.is_set() and ended == "normally":
       os.kill(os.getpid(), signal.SIGTERM)
+
+
+def last_good(manager: Checkpoints | None) -> str:
+  """``'last good checkpoint: step 10 in DIR'`` (after pending saves), for error lines."""
+  if manager is None:
+    return "no checkpointing"
+  manager.wait()
+  last = manager.latest_step()
+  if last is None:
+    return f"no checkpoint saved yet in {manager.directory}"
+  return f"last good checkpoint: step {last} in {manager.directory}"
+
+
+def preempt(manager: Checkpoints, name: str, step: int) -> None:
+  """After a SIGTERM save: waits for it, prints how to resume, raises ``Preempted``."""
+  manager.wait()
+  message = (f"{name}: SIGTERM: saved checkpoint step {step} in {manager.directory}; "
+             "rerun the same command to resume")
+  print(message, flush=True)
+  raise Preempted(message)
+

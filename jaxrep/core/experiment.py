@@ -53,22 +53,16 @@ class Outcome:
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-  """One paper's reproduction.
-
-  ``runtime_s`` is informational: ``reproduce`` budgets with the runtime of the
-  paper's record (``jaxrep/records/<id>.json``), and the claim's checks and
-  verdict come from ``jaxrep/papers.toml``. ``headline`` names the measured values the scoreboard shows (default: the
-  first four).
-  """
+  """One paper's reproduction: its config functions and ``run``. The claim,
+  its checks and the headline come from ``jaxrep/papers.toml``; the measured
+  runtime that ``reproduce`` budgets with from ``jaxrep/records/<id>.json``."""
 
   paper_id: str
   get_config: Callable[[], ml_collections.ConfigDict]
   run: Callable[[ml_collections.ConfigDict, "Context"], Outcome]
   quick: Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict]
   validate: Callable[[ml_collections.ConfigDict], None] | None = None
-  claim: str | None = None  # TODO(lead): drop after migration; papers.toml holds it
-  runtime_s: float | None = None  # TODO(lead): drop after migration; records hold it
-  headline: tuple[str, ...] = ()  # TODO(lead): drop after migration; papers.toml holds it
+  claim: str | None = None  # only for experiments outside papers.toml (test fixtures)
 
 
 def _name_hash(name: str) -> int:
@@ -223,7 +217,7 @@ def execute(experiment: Experiment, workdir: str, *, quick: bool = False,
       passed=outcome.passed, measured=outcome.measured,
       seeds=ctx.seeds(num_seeds), runtime_s=runtime, config=config.to_dict(),
       quick=quick, details=outcome.details,
-      headline=tuple(paper.headline) if paper and paper.headline else experiment.headline,
+      headline=tuple(paper.headline) if paper else (),
       evaluation=evaluation)
   payload["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
   payload["env"] = ctx.env()

@@ -280,11 +280,7 @@ def fit(task: Task, runs: Mapping[str, Any], num_steps: int, *,
           _save(manager, done, state, curves, logger, replicated)
           last_save = time.perf_counter()
         if stop:
-          manager.wait()
-          message = (f"{name}: SIGTERM: saved checkpoint step {done} in "
-                     f"{manager.directory}; rerun the same command to resume")
-          print(message, flush=True)
-          raise ckpt_lib.Preempted(message)
+          ckpt_lib.preempt(manager, name, done)
   finally:
     if manager is not None:
       manager.close()
@@ -304,16 +300,9 @@ def _rows_non_finite(metrics: Mapping[str, np.ndarray], length: int) -> np.ndarr
 
 def _stop_non_finite(name: str, step: int, run: int, num_runs: int, terms: list[str],
                      manager: ckpt_lib.Checkpoints | None) -> None:
-  if manager is not None:
-    manager.wait()
-    last = manager.latest_step()
-    kept = (f"last good checkpoint: step {last} in {manager.directory}" if last is not None
-            else f"no checkpoint saved yet in {manager.directory}")
-  else:
-    kept = "no checkpointing"
   raise loop.NonFiniteLossError(
       f"{name}: non-finite loss at step {step} (run {run} of {num_runs}): "
-      f"{', '.join(terms)}; stopped ({kept})")
+      f"{', '.join(terms)}; stopped ({ckpt_lib.last_good(manager)})")
 
 
 def _log_curves(logger, name: str, curves: Mapping[str, np.ndarray], num_real: int,

@@ -13,22 +13,12 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
+from jaxrep.core.results import format_duration
+
 
 def _to_python(value: Any) -> Any:
   array = np.asarray(value)
   return array.item() if array.size == 1 else array.tolist()
-
-
-def format_duration(seconds: float) -> str:
-  """``75 -> '1m15s'``."""
-  seconds = int(round(seconds))
-  if seconds < 60:
-    return f"{seconds}s"
-  minutes, seconds = divmod(seconds, 60)
-  if minutes < 60:
-    return f"{minutes}m{seconds:02d}s"
-  hours, minutes = divmod(minutes, 60)
-  return f"{hours}h{minutes:02d}m"
 
 
 class Progress:

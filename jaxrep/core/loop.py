@@ -91,14 +91,8 @@ def _check_finite(pending: list[tuple[int, Any]], state: TrainState | None, run:
     problem = f"non-finite parameters or optimizer state after step {int(state.step)}"
   if problem is None:
     return
-  if manager is not None:
-    manager.wait()
-    last = manager.latest_step()
-    kept = (f"last good checkpoint: step {last} in {manager.directory}" if last is not None
-            else f"no checkpoint saved yet in {manager.directory}")
-  else:
-    kept = "no checkpointing"
-  raise NonFiniteLossError(f"{run or 'train'}: {problem}; stopped ({kept})")
+  raise NonFiniteLossError(
+      f"{run or 'train'}: {problem}; stopped ({ckpt_lib.last_good(manager)})")
 
 
 def _resume(manager: ckpt_lib.Checkpoints, state: TrainState, batches: Any,
@@ -199,11 +193,7 @@ def train_loop(step: StepFn, state: TrainState,
               "data": batches.get_state() if hasattr(batches, "get_state") else None,
               "log_size": log_size(logger), "metrics": _metrics_to_json(metrics)})
         if stop:
-          manager.wait()
-          message = (f"{run or 'train'}: SIGTERM: saved checkpoint step {done} in "
-                     f"{manager.directory}; rerun the same command to resume")
-          print(message, flush=True)
-          raise ckpt_lib.Preempted(message)
+          ckpt_lib.preempt(manager, run or "train", done)
   finally:
     if manager is not None:
       manager.close()

@@ -190,3 +190,15 @@ def results_payload(*, paper_id: str, claim: str, passed: bool | None = None,
       "details": dict(details or {}),
       "headline": list(headline) or list(measured)[:4],
   }
+
+
+def format_duration(seconds: float) -> str:
+  """``75 -> '1m15s'``."""
+  seconds = int(round(seconds))
+  if seconds < 60:
+    return f"{seconds}s"
+  minutes, seconds = divmod(seconds, 60)
+  if minutes < 60:
+    return f"{minutes}m{seconds:02d}s"
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}h{minutes:02d}m"
