@@ -43,6 +43,7 @@ def test_every_implemented_paper_is_here():
   assert len(IDS) >= 19 and "locality_dsd" in IDS
 
 
+@pytest.mark.timeout(1200)  # two quick runs with compiles; ≤ 4 min each here under load
 @pytest.mark.parametrize("paper_id", IDS)
 def test_quick_run_uses_every_device_and_matches_one_device(paper_id, tmp_path):
   eight = quick_run(paper_id, tmp_path / "eight", None)
