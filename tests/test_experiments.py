@@ -26,6 +26,8 @@ DISCRETE_FLIPS = {
     # MNIST-1D LCN test accuracy: one of 1,000 test examples on one seed
     "locality_dsd": {"mnist1d_accuracy_lcn": 0.002},
 }
+# Quick grids too small for the target: DSD's n* are censored at inf (slopes NaN).
+CENSORED_IN_QUICK = {"locality_dsd"}
 
 
 def quick_run(paper_id: str, workdir, mesh: str | None) -> dict:
@@ -50,7 +52,8 @@ def test_quick_run_uses_every_device_and_matches_one_device(paper_id, tmp_path):
   assert eight["passed"] is None
   assert (tmp_path / "eight" / "figure.png").exists()
   means = measured_means(eight)
-  assert sum(np.isfinite(v) for v in means.values()) >= len(means) / 2, means
+  finite = sum(np.isfinite(v) for v in means.values())
+  assert finite >= (1 if paper_id in CENSORED_IN_QUICK else len(means) / 2), means
   assert eight["env"]["devices"] == 8
   for name, layout in eight["env"]["fits"].items():
     assert layout["state_devices"] == 8, (name, layout)
