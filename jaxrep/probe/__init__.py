@@ -19,3 +19,14 @@ from jaxrep.probe.dsimplex import (average_compatibility, compatibility_loss,
 from jaxrep.probe.moment_probing import MHC3, LinearProbe, MomentProbe
 from jaxrep.probe.relative import (mean_cosine, relative_projection, relative_representation,
                                    stitched_logits, stratified_anchor_indices)
+
+__all__ = ["accuracy", "average_compatibility", "cka", "cka_from_grams",
+           "compatibility_loss", "compatibility_matrix", "dsimplex", "encoders",
+           "fixed_classifier_logits", "hoc_loss", "identification_accuracy",
+           "interaction_basis", "knn_accuracy", "knn_predict", "linear_cka",
+           "linear_cka_features", "linear_predict", "LinearProbe",
+           "logistic_probe_accuracy", "logistic_probe_fit", "mean_cosine", "MHC3",
+           "moment_probing", "MomentProbe", "rbf_cka", "rdm", "relative",
+           "relative_projection", "relative_representation", "ridge_probe_accuracy",
+           "ridge_probe_fit", "standardize", "stitched_logits",
+           "stratified_anchor_indices", "topological_rsa"]

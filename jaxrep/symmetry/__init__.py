@@ -8,3 +8,6 @@ Papers: ``frame_averaging`` (Puny et al. 2022), ``lie_decomposition``
 (Mironenco & Forré 2024), ``soft_equivariance`` (Kim et al. 2023), and the
 other symmetry modules of this folder.
 """
+
+__all__ = ["constrained_augmentation", "frame_averaging", "invariance_transfer",
+           "lie_decomposition", "locality", "soft_equivariance", "tensor_reps", "tinvnn"]  # submodules, one per paper or shared piece
