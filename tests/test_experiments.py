@@ -46,11 +46,7 @@ def test_every_implemented_paper_is_here():
 
 
 @pytest.mark.timeout(1200)  # two quick runs with compiles; ≤ 4 min each here under load
-@pytest.mark.parametrize("paper_id", [
-    pytest.param(i, marks=pytest.mark.xfail(reason="DSD quick run fails this test since the "
-                                            "move to fit; undiagnosed, see the session-3 note",
-                                            strict=False))
-    if i == "locality_dsd" else i for i in IDS])
+@pytest.mark.parametrize("paper_id", IDS)
 def test_quick_run_uses_every_device_and_matches_one_device(paper_id, tmp_path):
   eight = quick_run(paper_id, tmp_path / "eight", None)
   assert eight["passed"] is None

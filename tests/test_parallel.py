@@ -13,7 +13,7 @@ import pytest
 
 from jaxrep.core import distributed, parallel, train
 from jaxrep.core.config import ConfigError
-from jaxrep.ssl import infonce_loss, make_infonce_loss
+from jaxrep.ssl import infonce_loss, infonce_loss_fn
 
 TOL = 1e-5
 
@@ -44,9 +44,9 @@ def _classifier_problem():
 def _contrastive_problem():
   data = np.random.default_rng(1)
   x = data.normal(size=(64, 12)).astype(np.float32)
-  views = (x, x + 0.3 * data.normal(size=x.shape).astype(np.float32))
+  views = {"view1": x, "view2": x + 0.3 * data.normal(size=x.shape).astype(np.float32)}
   encoder = MLP(8)
-  loss_fn = make_infonce_loss(encoder.apply, temperature=0.2)
+  loss_fn = infonce_loss_fn(encoder.apply, temperature=0.2)
   return loss_fn, encoder.init(jax.random.PRNGKey(0), x[:1]), views
 
 
@@ -81,7 +81,7 @@ def test_modes_agree_with_one_device(problem):
 def test_local_negatives_would_differ():
   """Guard the guard: InfoNCE with per-shard negatives is a different loss."""
   loss_fn, params, views = _contrastive_problem()
-  z = [MLP(8).apply(params, v) for v in views]
+  z = [MLP(8).apply(params, views[k]) for k in ("view1", "view2")]
   global_loss = infonce_loss(z[0], z[1], 0.2)
   shards = [v.reshape(8, -1, v.shape[-1]) for v in z]
   local = float(jax.vmap(infonce_loss, (0, 0, None))(*shards, 0.2).mean())
@@ -182,7 +182,7 @@ def test_composed_infonce_keeps_global_negatives_in_every_mode():
   infonce, params, views = _contrastive_problem()
   composed = train.weighted_sum({"infonce": (1.0, infonce), "l2": (1e-3, _l2)})
   reference, ref_metrics = _one_step("single", composed, params, views)
-  z = [MLP(8).apply(params, v) for v in views]
+  z = [MLP(8).apply(params, views[k]) for k in ("view1", "view2")]
   expected = float(infonce_loss(z[0], z[1], 0.2))
   assert abs(float(ref_metrics["infonce"]) - expected) < 1e-5
   for mode in ("jit", "shard_map", "pmap"):

@@ -57,18 +57,24 @@ def infonce_loss(z1: jax.Array, z2: jax.Array, temperature: float = 0.1,
   return -jnp.mean(jnp.take_along_axis(log_prob, positive_index[:, None], axis=1))
 
 
-def make_infonce_loss(encode: Callable[..., jax.Array], temperature: float = 0.1):
-  """``loss_fn(params, batch, rng, axis_name=None)`` for batch = (view1, view2).
+def infonce_loss_fn(encode: Callable[..., jax.Array], temperature: float = 0.1):
+  """A ``loss_fn(params, batch, rng, axis_name=None)`` for InfoNCE on two views.
 
-  ``encode(params, x)`` maps a view to embeddings (n, D). The loss takes the
-  data axis name, so ``jaxrep.core.parallel`` hands it the mesh axis in
-  ``shard_map``/``pmap`` modes and the negatives are the global batch.
+  Args:
+    encode: ``encode(params, x) -> (n, D)`` embeddings of a batch of one view.
+    temperature: τ in s_ij = ⟨a_i, a_j⟩/τ.
+
+  Returns:
+    ``loss_fn`` for ``batch = {"view1": x1, "view2": x2}`` (leaves share their
+    leading size n), returning ``(L, {"infonce": L})``. It takes the data axis
+    name, so ``jaxrep.core.parallel`` hands it the mesh axis in
+    ``shard_map``/``pmap`` modes and the negatives are the global batch.
   """
 
   def loss_fn(params, batch, rng, axis_name=None):
     del rng
-    x1, x2 = batch
-    loss = infonce_loss(encode(params, x1), encode(params, x2), temperature, axis_name)
+    loss = infonce_loss(encode(params, batch["view1"]), encode(params, batch["view2"]),
+                        temperature, axis_name)
     return loss, {"infonce": loss}
 
   return loss_fn
