@@ -34,7 +34,8 @@ def ridge_probe_fit(features: jax.Array, labels: jax.Array, num_classes: int,
   """Closed-form ridge regression onto one-hot targets.
 
   W = (XᵀX + l2·n·I')⁻¹ XᵀY with X = [features, 1] and I' leaving the bias
-  unpenalised; returns W of shape (d + 1, K).
+  unpenalised. features (n, d), labels (n,) int; returns W of shape (d + 1, K).
+  Static under jit: ``num_classes`` (K).
   """
   chex.assert_rank(features, 2)
   x = _with_bias(features)
@@ -51,7 +52,8 @@ def linear_predict(weights: jax.Array, features: jax.Array) -> jax.Array:
 
 def ridge_probe_accuracy(train_features, train_labels, test_features, test_labels,
                          num_classes: int, l2: float = 1e-3) -> jax.Array:
-  """Test accuracy of the closed-form ridge probe."""
+  """Test accuracy of the closed-form ridge probe: features (n, d) / (m, d), labels
+  (n,) / (m,) int; returns a scalar. Static under jit: ``num_classes``."""
   weights = ridge_probe_fit(train_features, train_labels, num_classes, l2)
   return accuracy(linear_predict(weights, test_features), test_labels)
 
@@ -60,7 +62,9 @@ def logistic_probe_fit(features: jax.Array, labels: jax.Array, num_classes: int,
                        l2: float = 1e-4, num_steps: int = 200) -> jax.Array:
   """Multinomial logistic regression by L-BFGS on the full batch.
 
-  Minimises mean CE([features, 1] W, y) + l2/2 ‖W_{:-1}‖²; returns W (d + 1, K).
+  Minimises mean CE([features, 1] W, y) + l2/2 ‖W_{:-1}‖² over features (n, d),
+  labels (n,) int; returns W (d + 1, K). Static under jit: ``num_classes``,
+  ``num_steps`` (the L-BFGS iterations, a scan length).
   """
   chex.assert_rank(features, 2)
   x = _with_bias(features)
@@ -88,7 +92,8 @@ def logistic_probe_fit(features: jax.Array, labels: jax.Array, num_classes: int,
 def logistic_probe_accuracy(train_features, train_labels, test_features, test_labels,
                             num_classes: int, l2: float = 1e-4,
                             num_steps: int = 200) -> jax.Array:
-  """Test accuracy of the L-BFGS logistic probe."""
+  """Test accuracy of the L-BFGS logistic probe (shapes as ``ridge_probe_accuracy``).
+  Static under jit: ``num_classes``, ``num_steps``."""
   weights = logistic_probe_fit(train_features, train_labels, num_classes, l2, num_steps)
   return accuracy(linear_predict(weights, test_features), test_labels)
 
@@ -98,6 +103,8 @@ def knn_predict(train_features, train_labels, test_features, num_classes: int,
   """Majority vote of the k nearest training points (ties: smallest label).
 
   ``metric`` is "cosine" (largest cosine similarity) or "euclidean".
+  train (n, d), train_labels (n,) int, test (m, d); returns (m,) int.
+  Static under jit: ``num_classes``, ``k``, ``metric``.
   """
   if metric == "cosine":
     score = l2_normalize(test_features) @ l2_normalize(train_features).T
@@ -113,7 +120,8 @@ def knn_predict(train_features, train_labels, test_features, num_classes: int,
 
 def knn_accuracy(train_features, train_labels, test_features, test_labels,
                  num_classes: int, k: int = 5, metric: str = "cosine") -> jax.Array:
-  """Test accuracy of k-NN classification."""
+  """Test accuracy of k-NN classification (shapes as ``knn_predict``); a scalar.
+  Static under jit: ``num_classes``, ``k``, ``metric``."""
   predictions = knn_predict(train_features, train_labels, test_features,
                             num_classes, k, metric)
   return jnp.mean(predictions == test_labels)

@@ -44,6 +44,7 @@ def minibatch_indices(key: jax.Array, step: jax.Array, num_examples: int, batch_
 
   ``replace=True``: i.i.d. uniform draws from {0, …, n−1} (the "random indices"
   protocol); ``replace=False``: a uniform random subset of size batch_size.
+  Static under jit: ``num_examples``, ``batch_size``, ``replace``; ``step`` may be traced.
   """
   step_key = jax.random.fold_in(key, step)
   if replace:

@@ -88,7 +88,7 @@ def equivariance_residual(f: Callable[[PyTree], PyTree], sample_g: Sampler, act_
   Jittable and differentiable (in f's parameters and in x): the S group
   elements come from ``jax.vmap`` over ``jax.random.split(key, S)``, so
   ``sample_g``, the actions and f must be traceable. Zero iff f commutes
-  with every sampled g.
+  with every sampled g. Static under jit: ``num_samples`` and the callables.
   """
   fx = f(x)
 
