@@ -83,14 +83,32 @@ def dsd_sets(keys, *, k, d, c):
   return jax.vmap(one)(keys)
 
 
+@functools.lru_cache(maxsize=None)
+def bucket_task(model: locality.PatchNet) -> tasks.Task:
+  """Full-batch GD on the masked logistic loss; one Task object per model, so
+  ``fit`` compiles its programs once per shape, not once per bucket."""
+  return tasks.minibatch_task(lambda key, rows: model.init(key, rows["x"]),
+                              locality.logistic_loss_fn(model),
+                              lambda inputs: locality.gradient_descent(inputs["learning_rate"]),
+                              batch_size=None)
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def val_test_errors(model: locality.PatchNet, params, sets):
+  """Validation and test error of every (size, seed, learning rate) run's params;
+  ``sets`` are per seed."""
+  def errors(p, seed_sets):
+    return [locality.classification_error(model.apply(p, seed_sets[s]["x"]), seed_sets[s]["y"])
+            for s in ("val", "test")]
+  over_lrs = jax.vmap(errors, in_axes=(0, None))
+  return jax.vmap(jax.vmap(over_lrs), in_axes=(0, None))(params, sets)
+
+
 def train_bucket(ctx, kind, k, d, bucket, c, sets):
   """One fit over (sizes, seeds, learning rates): the test error and training loss
   curve of the learning rate chosen on validation, (sizes, seeds) and (…, steps)."""
   model = locality.PatchNet(kind, c.channels)
-  task = tasks.minibatch_task(lambda key, rows: model.init(key, rows["x"]),
-                              locality.logistic_loss_fn(model),
-                              lambda inputs: locality.gradient_descent(inputs["learning_rate"]),
-                              batch_size=None)
+  task = bucket_task(model)
   lrs = np.asarray(c.learning_rates[kind], np.float32)
   shape = (len(bucket), len(sets["key"]), len(lrs))
   per_seed = lambda a: np.broadcast_to(a[None, :, None], shape + a.shape[1:])
@@ -102,12 +120,7 @@ def train_bucket(ctx, kind, k, d, bucket, c, sets):
                    run_axes=3, chunk_steps=c.num_steps, save_every_s=600.0,
                    allow_nonfinite=True, progress=False)
 
-  def errors(params, sets):
-    return [locality.classification_error(model.apply(params, sets[s]["x"]), sets[s]["y"])
-            for s in ("val", "test")]
-  over_lrs = jax.vmap(errors, in_axes=(0, None))
-  val, test = jax.jit(jax.vmap(jax.vmap(over_lrs), in_axes=(0, None)))(
-      result.state.params, {s: sets[s] for s in ("val", "test")})
+  val, test = val_test_errors(model, result.state.params, {s: sets[s] for s in ("val", "test")})
   val = np.where(result.diverged, np.inf, val)  # a diverged run is the worst
   best = np.argmin(val, axis=2)[..., None]
   chosen_curve = np.take_along_axis(result.curves["loss"], best[..., None], axis=2)[:, :, 0]

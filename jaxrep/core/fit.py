@@ -154,8 +154,10 @@ def _chunk_program(task: Task, chunk: int, masked: bool, mesh: Mesh):
 @functools.lru_cache(maxsize=64)
 def _init_program(task: Task, mesh: Mesh):
   runs_split, replicated = NamedSharding(mesh, P(SEED_AXIS)), NamedSharding(mesh, P())
-  one = lambda run, data: task.init({**data, **run})
-  return jax.jit(jax.vmap(one, in_axes=(0, None), spmd_axis_name=SEED_AXIS),
+  def init_runs(run, data):
+    return task.init({**data, **run})
+
+  return jax.jit(jax.vmap(init_runs, in_axes=(0, None), spmd_axis_name=SEED_AXIS),
                  in_shardings=(runs_split, replicated), out_shardings=runs_split)
 
 

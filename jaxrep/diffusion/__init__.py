@@ -1,0 +1,53 @@
+"""Diffusion core: noise processes, parameterizations, samplers, denoisers, metrics.
+
+* ``schedules`` — noise processes as data, x_t = α(t) x₀ + σ(t) ε: ``VPLinear``
+  (DDPM), ``VPCosine`` (improved DDPM), ``EDM`` (Karras et al.),
+  ``LinearInterpolant`` (rectified flow / SiT); ``q_sample``, ``coefficients``.
+* ``parameterization`` — ε-, x₀-, v-, velocity- and score-prediction with exact
+  conversions; ``denoising_loss_fn`` → ``loss_fn(params, batch, rng)`` with
+  optional condition dropout for classifier-free guidance; loss weightings
+  (``edm_weighting``, ``min_snr_weighting``) and ``edm_preconditioned``.
+* ``samplers`` — ``ddpm_sample``, ``ddim_sample`` (η), ``euler_sample``,
+  ``heun_sample``, ``ddim_invert``; ``guided`` (classifier-free guidance).
+* ``unet`` / ``dit`` — a small 1-D/2-D U-Net (class and cross-attention
+  conditioning) and a small DiT/SiT with adaLN-zero; ``embeddings``.
+* ``ema`` — ``with_params_ema``: θ̄ carried in the optimizer state.
+* ``frechet`` — Fréchet distance and k-NN precision/recall/density/coverage on
+  features of a network we train ourselves.
+* ``gaussian_mixture`` — the exact denoiser of a Gaussian mixture (a reference).
+
+Training composes with the core's road: ``jaxrep.core.tasks.minibatch_task(init,
+denoising_loss_fn(model.apply, process), with_params_ema(optimizer), batch_size=…)``
+trained by ``jaxrep.core.fit.fit``; sample with ``ema_params(state.opt_state)``.
+"""
+from jaxrep.diffusion import (dit, ema, embeddings, frechet, gaussian_mixture,
+                              parameterization, samplers, schedules, unet)
+from jaxrep.diffusion.dit import DiT, DiTBlock, patchify, unpatchify
+from jaxrep.diffusion.ema import ema_params, with_params_ema
+from jaxrep.diffusion.embeddings import sinusoidal_embedding
+from jaxrep.diffusion.frechet import (feature_statistics, frechet_distance,
+                                      frechet_distance_features, gaussian_statistics,
+                                      precision_recall_coverage)
+from jaxrep.diffusion.gaussian_mixture import (gaussian_mixture_denoiser,
+                                               sample_gaussian_mixture)
+from jaxrep.diffusion.parameterization import (PREDICTIONS, convert, denoising_loss_fn,
+                                               edm_preconditioned, edm_weighting, from_x0_eps,
+                                               min_snr_weighting, to_x0_eps)
+from jaxrep.diffusion.samplers import (ddim_invert, ddim_sample, ddpm_sample, euler_sample,
+                                       guided, heun_sample)
+from jaxrep.diffusion.schedules import (EDM, Coefficients, LinearInterpolant, VPCosine,
+                                        VPLinear, coefficients, edm_sigmas, q_sample,
+                                        time_grid)
+from jaxrep.diffusion.unet import UNet
+
+__all__ = [
+    "Coefficients", "coefficients", "convert", "ddim_invert", "ddim_sample", "ddpm_sample",
+    "denoising_loss_fn", "DiT", "dit", "DiTBlock", "EDM", "edm_preconditioned",
+    "edm_sigmas", "edm_weighting", "ema", "ema_params", "embeddings", "euler_sample",
+    "feature_statistics", "frechet", "frechet_distance", "frechet_distance_features",
+    "from_x0_eps", "gaussian_mixture", "gaussian_mixture_denoiser", "gaussian_statistics",
+    "guided", "heun_sample", "LinearInterpolant", "min_snr_weighting", "parameterization",
+    "patchify", "precision_recall_coverage", "PREDICTIONS", "q_sample",
+    "sample_gaussian_mixture", "samplers", "schedules", "sinusoidal_embedding", "time_grid",
+    "to_x0_eps", "UNet", "unet", "unpatchify", "VPCosine", "VPLinear", "with_params_ema",
+]
