@@ -3,4 +3,4 @@
 __version__ = "0.1.0"  # keep in step with pyproject.toml
 
 __all__ = ["__version__", "causal", "core", "data", "groups", "nn", "probe", "registry", "stats",
-           "diffusion", "shift", "ssl", "symmetry", "theory"]
+           "diffusion", "lazy", "shift", "ssl", "symmetry", "theory"]

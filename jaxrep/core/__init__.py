@@ -4,7 +4,7 @@ The names below load on first use (PEP 562), so importing a jax-free submodule
 (``jaxrep.core.config``, ``jaxrep.core.claims``) does not import jax: the CLI
 answers ``jaxrep list`` and bad input before jax is loaded.
 """
-import importlib
+from jaxrep import lazy
 
 _EXPORTS = {
     "Checkpoints": "checkpoint", "CheckpointError": "checkpoint",
@@ -25,14 +25,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-  if name in _EXPORTS:
-    value = getattr(importlib.import_module(f"jaxrep.core.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-  raise AttributeError(f"module 'jaxrep.core' has no attribute {name!r}")
-
-
-def __dir__():
-  return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy.exports(__name__, _EXPORTS, globals())

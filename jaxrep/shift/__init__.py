@@ -18,7 +18,7 @@ every shift claim is compared with the best of these under the same budget.
 The names below load on first use (PEP 562), so ``jaxrep.shift.hparams`` and
 ``jaxrep.shift.selection`` import without jax.
 """
-import importlib
+from jaxrep import lazy
 
 _EXPORTS = {
     "annealed_weight": "baselines", "coral_distance": "baselines",
@@ -37,14 +37,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-  if name in _EXPORTS:
-    value = getattr(importlib.import_module(f"jaxrep.shift.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-  raise AttributeError(f"module 'jaxrep.shift' has no attribute {name!r}")
-
-
-def __dir__():
-  return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy.exports(__name__, _EXPORTS, globals())
