@@ -1,4 +1,5 @@
-"""Test-wide settings: CPU, 8 simulated devices, float32 by default."""
+"""Test-wide settings: CPU, 8 simulated devices, float32 by default; a skipped
+``reference`` test fails the session."""
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -9,6 +10,44 @@ import json
 
 import numpy as np
 import pytest
+
+# A skipped reference test is a failed one: a test marked ``@pytest.mark.reference``
+# compares our code with an independent library (scikit-learn, SciPy, rsatoolbox,
+# causal-learn, lingam); if it skips (a missing package, ``pytest.skip``, an xfail)
+# the check did not run, and the session fails. The hooks below record such skips
+# where reports arrive: in the only process, or in pytest-xdist's controller, which
+# receives every worker's reports (workers record nothing, so nothing is counted twice).
+_SKIPPED_REFERENCES: list[str] = []
+
+
+def _is_xdist_worker(config) -> bool:
+  return hasattr(config, "workerinput")
+
+
+def pytest_runtest_logreport(report):
+  if report.skipped and "reference" in report.keywords:
+    _SKIPPED_REFERENCES.append(f"{report.nodeid} ({report.when}: {_skip_reason(report)})")
+
+
+def _skip_reason(report) -> str:
+  if hasattr(report, "wasxfail"):
+    return f"xfail {report.wasxfail}".strip()
+  longrepr = report.longrepr
+  return str(longrepr[2] if isinstance(longrepr, tuple) else longrepr)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+  if _SKIPPED_REFERENCES and not _is_xdist_worker(session.config):
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+  if _SKIPPED_REFERENCES and not _is_xdist_worker(config):
+    terminalreporter.section("skipped reference tests (a skipped reference test fails the run)",
+                             red=True, bold=True)
+    for line in _SKIPPED_REFERENCES:
+      terminalreporter.line(line, red=True)
 
 
 @pytest.fixture

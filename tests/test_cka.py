@@ -48,6 +48,7 @@ def _reference_rbf(x, threshold=1.0):
   return rbf_kernel(x, gamma=1.0 / (2 * sigma2))
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("unbiased", [False, True])
 def test_linear_cka_matches_numpy_reference(unbiased):
   x, y = _features(0)
@@ -61,6 +62,7 @@ def test_feature_space_linear_cka_equals_gram_form():
   np.testing.assert_allclose(cka.linear_cka_features(x, y), cka.linear_cka(x, y), rtol=1e-10)
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("unbiased,threshold", [(False, 1.0), (True, 0.5), (False, 2.0)])
 def test_rbf_cka_median_heuristic_matches_sklearn_kernel(unbiased, threshold):
   x, y = _features(2)
@@ -69,6 +71,7 @@ def test_rbf_cka_median_heuristic_matches_sklearn_kernel(unbiased, threshold):
                              expected, rtol=1e-10)
 
 
+@pytest.mark.reference
 def test_rbf_cka_with_fixed_bandwidths_matches_sklearn_kernel():
   x, y = _features(3)
   expected = _reference_cka(rbf_kernel(x, gamma=1 / (2 * 1.7**2)),

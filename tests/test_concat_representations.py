@@ -48,6 +48,7 @@ def test_concat_features_equal_per_member_application_in_order():
   np.testing.assert_array_equal(subset, np.concatenate([features[:, 6:9], features[:, 0:3]], 1))
 
 
+@pytest.mark.reference
 def test_ridge_objective_matches_sklearn_ridge():
   _, _, x, labels = _members()
   x = np.asarray(x)

@@ -1,6 +1,7 @@
 """Invariance-constrained augmentation (Hounie et al., ICML 2023): the
 independent-MH sampler's law (χ² against ∝ loss and the exact one-step law),
-the dual step, γ = 0 ⇒ exactly ERM, the primal gradient, and the 1-D ops."""
+the dual step, γ = 0 ⇒ exactly ERM, the primal gradient, the 1-D ops, and the uniform
+augmentation baseline (one draw of the sampler's proposal; flip only at zero magnitudes)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -193,3 +194,44 @@ def test_patch_conv_equals_flax_conv():
     reference = conv.apply({"params": {"kernel": w, "bias": params["params"]["Dense_0"]["bias"]}},
                            x)
     np.testing.assert_allclose(patch.apply(params, x), reference, atol=1e-5)
+
+
+def _flip_invariant_classifier(seed=8, length=40, classes=10):
+  """logits = (x + reverse(x)) W + b: exactly invariant to the flip op."""
+  rng = np.random.default_rng(seed)
+  params = {"w": jnp.asarray(rng.normal(size=(length, classes)) / np.sqrt(length)),
+            "b": jnp.asarray(rng.normal(size=classes))}
+  return params, lambda p, x: (x + x[..., ::-1]) @ p["w"] + p["b"]
+
+
+def test_uniform_baseline_is_one_draw_of_the_pd_proposal_and_sees_every_magnitude():
+  """The TrivialAugment-style baseline's loss is the mean CE on exactly the batch the
+  primal–dual sampler's proposal q draws with the same key, levels and magnitudes.
+  With every magnitude zero the only non-identity op is the flip, so a flip-invariant
+  classifier's baseline loss equals its clean loss for every key; with non-zero
+  magnitudes it does not.
+
+  Catches: the baseline trained on clean signals (``augmented`` → ``x``), magnitudes
+  not forwarded to ``augment_batch`` (defaults used), ``num_levels`` not forwarded, and
+  an op that ignores its magnitude (noise of std m instead of m·noise_std)."""
+  params, apply_fn = _flip_invariant_classifier()
+  x = jax.random.normal(jax.random.PRNGKey(9), (32, 40))
+  y = jnp.arange(32) % 10
+  batch = {"x": x, "y": y}
+  clean = float(ca.per_example_cross_entropy(apply_fn, params, x, y).mean())
+  magnitudes = {"max_shift": 3, "max_log_scale": 0.2, "noise_std": 0.5, "max_erase": 6}
+  zero = {"max_shift": 0, "max_log_scale": 0.0, "noise_std": 0.0, "max_erase": 0}
+
+  @jax.jit
+  @jax.vmap
+  def losses(key):
+    """(baseline, its proposal draw, baseline at zero magnitudes)."""
+    draw = ca.augment_batch(key, x, 4, **magnitudes)[0]
+    return (ca.uniform_augmentation_loss(apply_fn, 4, **magnitudes)(params, batch, key)[0],
+            ca.per_example_cross_entropy(apply_fn, params, draw, y).mean(),
+            ca.uniform_augmentation_loss(apply_fn, 10, **zero)(params, batch, key)[0])
+
+  baseline, proposal, flat = map(np.asarray, losses(jax.random.split(jax.random.PRNGKey(10), 4)))
+  np.testing.assert_allclose(baseline, proposal, rtol=1e-6)
+  assert np.min(np.abs(proposal - clean)) > 1e-2  # the other ops do move this classifier
+  np.testing.assert_allclose(flat, clean, rtol=1e-6)

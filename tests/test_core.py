@@ -105,6 +105,7 @@ def _classification(seed=0, n=300, d=6, classes=3):
   return x.astype(np.float32), y
 
 
+@pytest.mark.reference
 def test_ridge_probe_matches_sklearn():
   x, y = _classification()
   l2 = 0.01
@@ -114,6 +115,7 @@ def test_ridge_probe_matches_sklearn():
   np.testing.assert_allclose(w[-1], reference.intercept_, atol=1e-4)
 
 
+@pytest.mark.reference
 def test_logistic_probe_matches_sklearn():
   x, y = _classification(1)
   l2 = 1e-2
@@ -126,6 +128,7 @@ def test_logistic_probe_matches_sklearn():
                              theirs - theirs.mean(1, keepdims=True), atol=2e-3)
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_knn_matches_sklearn(metric):
   x, y = _classification(2)

@@ -32,6 +32,7 @@ def test_default_data_dir_follows_env(monkeypatch, tmp_path):
   assert stored.default_data_dir().endswith(".cache/jaxrep/tensorflow_datasets")
 
 
+@pytest.mark.reference
 def test_digits_matches_sklearn(data_dir):
   train, test = load("digits", "train", data_dir), load("digits", "test", data_dir)
   assert train.x.shape == (1437, 8, 8, 1) and test.x.shape == (360, 8, 8, 1)

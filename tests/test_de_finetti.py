@@ -1,4 +1,5 @@
-"""Causal de Finetti: the bivariate rule, its symmetry, the generator and the baseline."""
+"""Causal de Finetti: the bivariate rule, its symmetry, the generator and the baseline
+(its pairwise LiNGAM measure against lingam.DirectLiNGAM)."""
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +47,49 @@ def test_lingam_pairwise_measure_orients_linear_non_gaussian_pair():
   y = x + 0.7 * jax.random.laplace(k2, (5000,))
   assert float(df.lingam_pairwise_measure(x, y)) > 0
   assert float(df.lingam_pairwise_measure(y, x)) < 0
+
+
+def _linear_non_gaussian_pairs():
+  """12 two-variable linear SEMs cause → effect = c·cause + 0.7·noise with uniform,
+  Laplace and centred exponential noise; the odd ones returned as (effect, cause)."""
+  pairs = []
+  for seed in range(12):
+    rng = np.random.default_rng(seed)
+    noise = (lambda n: rng.uniform(-1, 1, n), lambda n: rng.laplace(size=n),
+             lambda n: rng.exponential(size=n) - 1)[seed % 3]
+    cause = noise(400)
+    effect = rng.uniform(0.5, 1.5) * rng.choice([-1, 1]) * cause + 0.7 * noise(400)
+    pairs.append((cause, effect, df.X_TO_Y) if seed % 2 == 0 else (effect, cause, df.Y_TO_X))
+  return pairs
+
+
+@pytest.mark.reference
+def test_lingam_pairwise_measure_equals_direct_lingam():
+  """Our closed-form R equals lingam.DirectLiNGAM's pairwise likelihood-ratio measure
+  (its ``_diff_mutual_info`` on its own ``_residual``s) to rounding, and the direction
+  R > 0 ⇒ X → Y is DirectLiNGAM's causal order on every pair (and the truth); the
+  pooled i.i.d. baseline orients each (dependent) pair the same way.
+
+  Catches: the two residual entropies swapped in R, dropping the residuals'
+  standardisation (``maxent_entropy(r_x)``), a wrong maximum-entropy constant (γ =
+  0.3746), and the pooled baseline orienting by R < 0."""
+  import lingam
+  reference = lingam.DirectLiNGAM()
+  pairs = _linear_non_gaussian_pairs()
+  with jax.enable_x64(True):
+    xs, ys = (jnp.asarray(np.stack([p[i] for p in pairs])) for i in (0, 1))
+    measures = np.asarray(jax.jit(jax.vmap(df.lingam_pairwise_measure))(xs, ys))
+    pooled = np.asarray(jax.jit(jax.vmap(df.pooled_iid_baseline))(
+        xs.reshape(len(pairs), -1, 2), ys.reshape(len(pairs), -1, 2)))
+  for (x, y, truth), ours, pooled_direction in zip(pairs, measures, pooled):
+    x_std, y_std = (x - x.mean()) / x.std(), (y - y.mean()) / y.std()
+    expected = reference._diff_mutual_info(x_std, y_std, reference._residual(x_std, y_std),
+                                           reference._residual(y_std, x_std))
+    assert ours == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    order = list(lingam.DirectLiNGAM().fit(np.stack([x, y], 1)).causal_order_)
+    lingam_direction = df.X_TO_Y if order == [0, 1] else df.Y_TO_X
+    assert (df.X_TO_Y if ours > 0 else df.Y_TO_X) == lingam_direction == truth
+    assert pooled_direction == lingam_direction
 
 
 def test_rule_beats_chance_with_many_environments():

@@ -20,6 +20,7 @@ def _scipy_g(x, y):
   return stats.chi2_contingency(table, correction=False, lambda_="log-likelihood")[0]
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("m", [0, 1, 2])
 def test_g_test_matches_scipy_per_stratum(m):
   rng = np.random.default_rng(m)

@@ -169,6 +169,7 @@ def test_warp_identity_and_90_degree_rotations_are_exact():
     np.testing.assert_allclose(moved, expected, atol=1e-12)
 
 
+@pytest.mark.reference
 def test_warp_matches_scipy_affine_transform():
   h, w = 16, 14
   with jax.enable_x64(True):

@@ -1,7 +1,10 @@
 """Interaction basis: invariance to an inserted invertible map (PCA as the negative
 control), the diagonal Grams it is defined by, finite-difference Jacobians, the
 count of non-degenerate directions vs a NumPy SVD rank, degeneracy injection,
-exact reconstruction, and the retention curves against a NumPy mean ablation."""
+exact reconstruction, the retention curves against a NumPy mean ablation, and the
+k* machinery: k* by brute force, and the interaction count as a sufficient and tight k."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -228,3 +231,80 @@ def test_retention_curves_match_a_numpy_mean_ablation():
     for row, rotation in ((1, pca), (2, neurons)):
       np.testing.assert_allclose(curves[row], _reference_retention(
           rotation, rotation.T, node_basis, node_eval, run, noisy_labels, d + 2), atol=1e-12)
+
+
+def test_smallest_sufficient_k_is_the_first_k_retaining_99_percent():
+  """k* = min{k : accuracy(k) ≥ 0.99 · full} (the protocol in the experiment's docstring)
+  against a brute-force search on random non-monotone curves, including one that
+  touches the threshold exactly and one that reaches it only at the last k.
+
+  Catches: the largest sufficient k (``[-1]`` for ``[0]``), requiring the full accuracy
+  (dropping ``RETAINED_FRACTION``), a laxer fraction (0.9), and k counted from 1."""
+  from experiments.interaction_basis import RETAINED_FRACTION, smallest_sufficient_k
+  assert RETAINED_FRACTION == 0.99
+  rng = np.random.default_rng(14)
+  curves = [np.clip(0.9 + 0.1 * rng.uniform(size=12) - 0.1 * (np.arange(12) < j), 0, 1)
+            for j in range(0, 12, 2)]
+  curves += [np.array([0.2, 0.5, 0.99, 0.97, 1.0]), np.array([0.1, 0.95, 0.98, 0.989, 1.0])]
+  for curve in curves:
+    full = curve[-1]
+    brute = min(k for k in range(len(curve)) if curve[k] >= 0.99 * full)
+    assert smallest_sufficient_k(curve, full) == brute
+  assert [smallest_sufficient_k(c, c[-1]) for c in curves[-2:]] == [2, 4]
+
+
+def _with_degenerate_units(layers):
+  """NumPy: every hidden layer gains a duplicate of unit 0 (outgoing weights split in
+  halves), a dead unit (bias −100) and an unused unit (zero outgoing weights)."""
+  layers = [(np.asarray(k), np.asarray(b)) for k, b in layers]
+  rng = np.random.default_rng(17)
+  for h in range(len(layers) - 1):
+    (kernel, bias), (next_kernel, next_bias) = layers[h], layers[h + 1]
+    new_in = np.c_[kernel[:, :1], rng.normal(size=(kernel.shape[0], 2))]
+    new_bias = np.r_[bias[:1], -100.0, 0.1]
+    half = next_kernel[:1] / 2
+    layers[h] = (np.c_[kernel, new_in], np.r_[bias, new_bias])
+    layers[h + 1] = (np.r_[half, next_kernel[1:], half, rng.normal(size=(1, next_kernel.shape[1])),
+                           np.zeros((1, next_kernel.shape[1]))], next_bias)
+  return [(jnp.asarray(k), jnp.asarray(b)) for k, b in layers]
+
+
+def test_ablating_to_the_interaction_count_keeps_the_function_and_one_fewer_does_not():
+  """On a network with a duplicated, a dead and an unused unit added to each hidden layer,
+  keeping the top num_directions interaction directions of a hidden layer (the rest at
+  their mean) reproduces the logits on the basis inputs, so k* ≤ num_directions = the
+  true rank; keeping one fewer changes them, and the PCA basis at the same k does not
+  reproduce them (negative control). The retention curve is at full accuracy from
+  k = num_directions on.
+
+  Catches: directions sorted by ascending Λ (``_descending_eigh`` without the
+  reversal), keeping k + 1 directions in ``ablate_to_top_k`` (``<=`` for ``<``), and a
+  reconstruction map scaled by √Λ instead of 1/√Λ."""
+  layers, x = _with_degenerate_units(_mlp(15, (6, 12, 10, 3))), _inputs(16, n=150, d=6)
+  sections = ib.mlp_sections(layers)
+  bases, grams = jax.jit(lambda inputs: ib.interaction_bases_and_grams(sections, inputs))(x)
+  nodes = ib.node_layers(sections, x)
+  full, labels = nodes[-1], jnp.argmax(nodes[-1], axis=1)
+
+  @functools.partial(jax.jit, static_argnames="layer")
+  def ablated_logits(layer, k):
+    """Logits with the top k interaction / PCA directions of the layer kept."""
+    node = nodes[layer]
+    augmented = ib.augment(node)
+    basis = bases[layer]
+    mean = (augmented @ basis.rotation).mean(0)
+    pca, _ = ib.pca_basis(node)
+    return (ib.run_from_augmented(sections, layer, ib.ablate_to_top_k(basis, augmented, k, mean)),
+            ib.run_from(sections, layer, ib.ablate_to_top_k(pca, node, k,
+                                                           (node @ pca.rotation).mean(0))))
+
+  for layer in (1, 2):
+    count = int(bases[layer].num_directions)
+    assert count < nodes[layer].shape[1] + 1
+    kept, pca_kept = ablated_logits(layer, count)
+    np.testing.assert_allclose(kept, full, atol=1e-8)
+    assert np.max(np.abs(np.asarray(ablated_logits(layer, count - 1)[0]) - full)) > 1e-3
+    assert np.max(np.abs(np.asarray(pca_kept) - full)) > 1e-3
+    curves = np.asarray(jax.jit(lambda b, m: ib.retention_curves(
+        sections, layer, b, m, x, x, labels))(bases[layer], grams[layer][1]))
+    assert np.all(curves[0, count:] == 1.0) and curves[0, 0] < 1.0

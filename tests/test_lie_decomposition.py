@@ -20,6 +20,7 @@ def _random_gl2(seed, n=50):
       jax.random.split(jax.random.PRNGKey(seed), n))
 
 
+@pytest.mark.reference
 def test_polar_decomposition_reconstructs_and_matches_scipy():
   with jax.enable_x64(True):
     g = _random_gl2(0)

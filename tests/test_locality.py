@@ -38,6 +38,7 @@ def test_dsd_sample_is_prefix_consistent():
   np.testing.assert_array_equal(y_big[:37], y)
 
 
+@pytest.mark.reference
 def test_bayes_logit_matches_brute_force_likelihood_ratio():
   signal = random_signal(jax.random.PRNGKey(2), D, 1.5)
   x, _ = dsd_sample(jax.random.PRNGKey(3), 50, K, signal, noise_std=0.8)

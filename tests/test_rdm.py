@@ -1,5 +1,5 @@
 """RDMs and RDM comparisons against SciPy, a brute-force NumPy τ_a and rsatoolbox
-(when installed), plus the invariances each comparison is known for."""
+(a test dependency), plus the invariances each comparison is known for."""
 import itertools
 
 import jax
@@ -32,6 +32,7 @@ def _tau_a_brute_force(a, b):
   return sum(np.sign(a[i] - a[j]) * np.sign(b[i] - b[j]) for i, j in pairs) / len(pairs)
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("metric", rdm.METRICS)
 def test_rdm_matches_scipy_pdist(metric):
   x = _features(0)
@@ -41,6 +42,7 @@ def test_rdm_matches_scipy_pdist(metric):
   np.testing.assert_allclose(matrix, squareform(pdist(x, metric)), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.reference
 def test_square_form_and_upper_triangle_match_scipy_and_invert_each_other():
   v = np.random.default_rng(1).normal(size=21)
   np.testing.assert_array_equal(rdm.square_form(jnp.asarray(v)), squareform(v))
@@ -60,11 +62,13 @@ def test_euclidean_rdm_is_invariant_to_rigid_motions_and_permutes_with_stimuli()
                              np.asarray(rdm.rdm(jnp.asarray(x)))[np.ix_(perm, perm)], atol=1e-12)
 
 
+@pytest.mark.reference
 def test_average_ranks_match_scipy_rankdata_with_ties():
   a, _ = _tied_vectors(4)
   np.testing.assert_array_equal(rdm.average_ranks(jnp.asarray(a)), stats.rankdata(a))
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("tied", [False, True])
 def test_comparisons_match_scipy_and_brute_force(tied):
   if tied:
@@ -85,8 +89,9 @@ def test_comparisons_match_scipy_and_brute_force(tied):
                                stats.kendalltau(a, b)[0], rtol=1e-10)
 
 
+@pytest.mark.reference
 def test_comparisons_match_rsatoolbox():
-  rsatoolbox = pytest.importorskip("rsatoolbox")
+  import rsatoolbox
   from rsatoolbox.rdm.compare import (compare_correlation, compare_cosine,
                                       compare_kendall_tau_a, compare_spearman)
   for a, b in [(pdist(_features(8)), pdist(_features(9))), _tied_vectors(10)]:
@@ -112,6 +117,7 @@ def test_rank_comparisons_are_invariant_to_strictly_monotone_maps():
                              rtol=1e-12)
 
 
+@pytest.mark.reference
 def test_compare_rdm_sets_is_the_vmapped_pairwise_table():
   a = np.stack([pdist(_features(s)) for s in range(3)])
   b = np.stack([pdist(_features(s)) for s in range(3, 5)])

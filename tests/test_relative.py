@@ -20,6 +20,7 @@ def _latents(seed=0):
   return rng.normal(size=(N, D)), rng.normal(size=(K, D))
 
 
+@pytest.mark.reference
 def test_relative_projection_matches_sklearn_cosine():
   z, a = _latents()
   np.testing.assert_allclose(relative.relative_projection(jnp.asarray(z), jnp.asarray(a)),

@@ -67,6 +67,7 @@ def np_kci_conditional(x, y, z, eps=1e-3, thresh=1e-5):
   return 1 - sps.gamma.cdf(stat, mean**2 / var, 0, var / mean)
 
 
+@pytest.mark.reference
 def test_median_bandwidth_and_rbf_match_scipy():
   x = np.random.default_rng(0).normal(size=(30, 3))
   with jax.enable_x64(True):
@@ -94,6 +95,7 @@ def test_hsic_biased_and_unbiased_match_numpy():
     assert float(stats.hsic_unbiased(jnp.asarray(kx), jnp.asarray(ky))) == pytest.approx(unbiased, rel=1e-10)
 
 
+@pytest.mark.reference
 def test_median_bandwidths_distinct_pairs_and_with_diagonal():
   """σ² = median of the n(n−1)/2 distinct squared distances, or of all n² entries
   (n zeros included): two conventions, two names, different values."""
@@ -107,6 +109,7 @@ def test_median_bandwidths_distinct_pairs_and_with_diagonal():
   assert with_diagonal < 0.95 * distinct
 
 
+@pytest.mark.reference
 def test_rbf_and_linear_kernels_match_sklearn_and_numpy():
   rng = np.random.default_rng(4)
   x, y = rng.normal(size=(15, 3)), rng.normal(size=(9, 3))
@@ -117,6 +120,7 @@ def test_rbf_and_linear_kernels_match_sklearn_and_numpy():
   np.testing.assert_allclose(lin, x @ y.T, rtol=1e-12)
 
 
+@pytest.mark.reference
 def test_center_kernel_is_idempotent_and_matches_sklearn():
   x = np.random.default_rng(5).normal(size=(12, 3))
   with jax.enable_x64(True):
@@ -174,6 +178,7 @@ def test_mmr_matches_double_sum():
         off / 132, rel=1e-10)
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("n", [60, 250])
 def test_kci_p_values_match_reference(n):
   rng = np.random.default_rng(n)
@@ -191,8 +196,11 @@ def test_kci_p_values_match_reference(n):
     assert p_fast == pytest.approx(ref_c, rel=1e-3, abs=1e-6)
 
 
-def test_kci_matches_causal_learn_when_installed():
-  kci_ref = pytest.importorskip("causallearn.utils.KCI.KCI")
+@pytest.mark.reference
+def test_kci_matches_causal_learn():
+  """KCI p-values against causal-learn's ``KCI_CInd`` / ``KCI_UInd`` (the official
+  implementation's lineage; installed by the test extra, so this never skips)."""
+  from causallearn.utils.KCI import KCI as kci_ref
   rng = np.random.default_rng(7)
   z = rng.normal(size=(80, 1))
   x, y = z + rng.normal(size=(80, 1)), np.sin(2 * z) + 0.3 * rng.normal(size=(80, 1))

@@ -97,6 +97,7 @@ def test_distances_are_preserved_up_to_the_global_scale():
     np.testing.assert_allclose(d_z.sum() / (n * (n - 1)), 1.0, atol=1e-12)
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("solver", ["eigh", "subspace"])
 def test_classical_mds_matches_scikit_learn(solver):
   with jax.enable_x64(True):

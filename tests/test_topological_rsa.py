@@ -1,4 +1,4 @@
-"""Geo-topological and geodesic transforms against rsatoolbox (when installed),
+"""Geo-topological and geodesic transforms against rsatoolbox (a test dependency),
 NumPy/SciPy references and the monotone-invariance of GT_{q,q}; layer
 identification against a loop; the leave-one-out statistic accuracies against
 ``identify_layers`` on the transformed RDMs."""
@@ -46,9 +46,9 @@ def test_geotopological_transform_matches_numpy_reference(lower, upper):
                              _gt_reference(v, lower, upper), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("lower,upper", LU)
 def test_geotopological_transform_matches_rsatoolbox(lower, upper):
-  pytest.importorskip("rsatoolbox")
   from rsatoolbox.rdm import RDMs
   from rsatoolbox.rdm.transform import geotopological_transform
   v = _rdm(1)
@@ -67,6 +67,7 @@ def test_gt_qq_is_invariant_to_strictly_monotone_maps(q):
     np.testing.assert_array_equal(trsa.geotopological_transform(jnp.asarray(warp(v)), q, q), base)
 
 
+@pytest.mark.reference
 def test_gt_with_a_ramp_is_not_monotone_invariant_but_rank_normalised_gt_is():
   v = _rdm(3, n=20)
   warped = np.exp(2 * v)
@@ -82,8 +83,8 @@ def test_gt_with_a_ramp_is_not_monotone_invariant_but_rank_normalised_gt_is():
                              (rankdata(v) - 1) / (len(v) - 1), atol=1e-12)
 
 
+@pytest.mark.reference
 def test_geodesic_transform_matches_rsatoolbox_networkx_convention():
-  pytest.importorskip("rsatoolbox")
   from rsatoolbox.rdm import RDMs
   from rsatoolbox.rdm.transform import geodesic_transform
   for v in (_rdm(4), np.asarray(trsa.geotopological_transform(jnp.asarray(_rdm(5)), 0.2, 0.5))):
@@ -94,6 +95,7 @@ def test_geodesic_transform_matches_rsatoolbox_networkx_convention():
     np.testing.assert_allclose(ours[finite], expected[finite], rtol=0, atol=1e-10)
 
 
+@pytest.mark.reference
 def test_geodesic_transform_with_zero_weight_edges_matches_scipy():
   v = np.asarray(trsa.geotopological_transform(jnp.asarray(_rdm(6, n=15)), 0.15, 0.4))
   weights = squareform((v - v.min()) / (v.max() - v.min()))
@@ -106,6 +108,23 @@ def test_geodesic_transform_with_zero_weight_edges_matches_scipy():
   # A geodesic never exceeds a kept direct edge.
   kept = squareform(weights) < 1.0
   assert np.all(ours[kept] <= squareform(weights)[kept] + 1e-12)
+
+
+@pytest.mark.reference
+def test_shortest_path_lengths_match_scipy_csgraph():
+  """Floyd–Warshall on sparse random weighted graphs (some pairs unreachable) against
+  scipy.sparse.csgraph.shortest_path; catches e.g. relaxing only k < n − 1, or
+  relaxing through k with D[k, :] replaced by the edge weights."""
+  rng = np.random.default_rng(13)
+  for n, density in ((9, 0.25), (14, 0.15), (14, 0.6)):
+    weights = np.triu(rng.uniform(0.1, 2.0, (n, n)), 1)
+    edges = np.triu(rng.uniform(size=(n, n)) < density, 1)
+    weights, edges = weights + weights.T, edges | edges.T
+    ours = np.asarray(trsa.shortest_path_lengths(jnp.asarray(weights), jnp.asarray(edges)))
+    expected = shortest_path(np.where(edges, weights, 0.0), method="D", directed=False)
+    np.testing.assert_array_equal(np.isinf(ours), np.isinf(expected))
+    np.testing.assert_allclose(ours[np.isfinite(ours)], expected[np.isfinite(expected)],
+                               rtol=1e-12)
 
 
 def test_fill_unreachable_uses_the_largest_finite_value():

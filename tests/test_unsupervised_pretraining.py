@@ -1,12 +1,14 @@
 """Unsupervised pretraining: PPCA MLE vs scikit-learn and vs gradient ascent,
 posterior features, exact excess risk vs Monte Carlo, ridge LOO vs brute force,
-EM vs scikit-learn, logistic regression vs scikit-learn, composed-class ERM
-through ``fit``."""
+EM vs scikit-learn, logistic regression vs scikit-learn, the pretrained predictor
+as least squares on the PPCA subspace (NumPy), the composed class's predictor and
+loss vs NumPy and their symmetries, composed-class ERM through ``fit``."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.mixture import GaussianMixture
@@ -21,6 +23,7 @@ def _factor_model(key, d=8, r=2, mean=0.3):
                         jax.random.normal(k2, (r,)), 0.5)
 
 
+@pytest.mark.reference
 def test_ppca_matches_sklearn_probabilistic_pca():
   with jax.enable_x64(True):
     model = _factor_model(jax.random.PRNGKey(0), d=12, r=3)
@@ -89,6 +92,7 @@ def test_exact_excess_risk_matches_monte_carlo():
                              rtol=0.03, atol=0.003)
 
 
+@pytest.mark.reference
 def test_ridge_loo_matches_brute_force_and_sklearn():
   with jax.enable_x64(True):
     model = _factor_model(jax.random.PRNGKey(10), d=15, r=2)
@@ -115,6 +119,7 @@ def _mixture(key, d=5, k=3):
   return up.Mixture(jnp.asarray([0.5, 0.3, 0.2]), means, jnp.asarray(1.0))
 
 
+@pytest.mark.reference
 def test_em_matches_sklearn_and_increases_likelihood():
   with jax.enable_x64(True):
     truth = _mixture(jax.random.PRNGKey(12))
@@ -136,6 +141,7 @@ def test_em_matches_sklearn_and_increases_likelihood():
     assert np.all(np.diff(values) >= -1e-8)
 
 
+@pytest.mark.reference
 def test_logistic_fit_matches_sklearn():
   with jax.enable_x64(True):
     key = jax.random.PRNGKey(15)
@@ -172,3 +178,80 @@ def test_composed_erm_task_learns_the_posterior_predictive_with_many_labels():
   p_star = up.responsibilities(truth, x_test) @ q
   excess = jnp.mean(up.bernoulli_kl(p_star, up.composed_erm_predict(best, x_test)))
   assert float(excess) < 0.02
+
+
+def test_pretrained_predictor_is_least_squares_on_the_ppca_subspace():
+  """ERM on the posterior means E[z | x] is least squares of y on x projected onto the
+  top-r eigenvectors U_r of the unlabeled sample covariance (the posterior map is an
+  invertible linear function of U_rᵀ(x − μ̂)), with an intercept; returned as a
+  predictor of x: θᵀx + c. NumPy reference (lstsq on [x U_r, 1]); the residuals satisfy
+  the normal equations and θ lies in span(U_r).
+
+  Catches: forgetting to move the intercept to x's coordinates (``return theta, b``),
+  its sign (``b + theta @ params.mean``), and least squares without centring the
+  features (``pinv(features)`` for ``pinv(features − f_mean)``)."""
+  with jax.enable_x64(True):
+    model = _factor_model(jax.random.PRNGKey(20), d=10, r=3, mean=0.7)
+    x_unl, _ = up.factor_sample(jax.random.PRNGKey(21), model, 400)
+    x, y = up.factor_sample(jax.random.PRNGKey(22), model, 30)
+    theta, offset = up.pretrained_predictor(up.ppca_fit(x_unl, 3), x, y)
+  xu, xn, yn = np.asarray(x_unl), np.asarray(x), np.asarray(y)
+  values, vectors = np.linalg.eigh(np.cov(xu.T, bias=True))
+  top = vectors[:, np.argsort(values)[::-1][:3]]
+  design = np.c_[xn @ top, np.ones(len(xn))]
+  coef, *_ = np.linalg.lstsq(design, yn, rcond=None)
+  np.testing.assert_allclose(theta, top @ coef[:3], rtol=1e-8, atol=1e-10)
+  np.testing.assert_allclose(offset, coef[3], rtol=1e-8, atol=1e-10)
+  residual = yn - (xn @ np.asarray(theta) + float(offset))
+  np.testing.assert_allclose(design.T @ residual, 0.0, atol=1e-9)
+  np.testing.assert_allclose(top @ (top.T @ np.asarray(theta)), theta, atol=1e-10)
+
+
+def _composed_params(seed, k=3, d=4):
+  rng = np.random.default_rng(seed)
+  return {"logits": jnp.asarray(rng.normal(size=k)), "means": jnp.asarray(rng.normal(size=(k, d))),
+          "log_var": jnp.asarray(0.4), "w": jnp.asarray(rng.normal(size=k + 1))}
+
+
+def _np_composed_predict(params, x):
+  """σ(Σ_k w_k r_k(x) + w_K), r_k ∝ π_k N(x; μ_k, σ²I), π = softmax(logits),
+  σ² = e^{log_var} (NumPy)."""
+  p = {k: np.asarray(v) for k, v in params.items()}
+  log_pi = p["logits"] - np.log(np.exp(p["logits"]).sum())
+  var = np.exp(p["log_var"])
+  log_joint = log_pi - ((x[:, None, :] - p["means"][None]) ** 2).sum(-1) / (2 * var)
+  resp = np.exp(log_joint - log_joint.max(1, keepdims=True))
+  resp /= resp.sum(1, keepdims=True)
+  return 1 / (1 + np.exp(-(resp @ p["w"][:-1] + p["w"][-1])))
+
+
+def test_composed_erm_predict_and_loss_match_numpy_and_are_symmetric():
+  """The composed class's P̂(y = 1 | x) and mean log-loss against NumPy; both are
+  invariant to relabelling the mixture components (π, μ and w_{:K} permuted together),
+  and flipping the labels with w → −w leaves the loss unchanged.
+
+  Catches: a variance that is not exponentiated (``params["log_var"]`` as σ²), the
+  intercept dropped from the loss's logit (``... @ w[:-1]`` without ``+ w[-1]``), and the
+  weights read as ``w[1:]`` / intercept ``w[0]``."""
+  rng = np.random.default_rng(24)
+  x = rng.normal(size=(200, 4))
+  y = (rng.uniform(size=200) < 0.4).astype(np.int32)
+  with jax.enable_x64(True):
+    params = _composed_params(23)
+    xj, yj = jnp.asarray(x), jnp.asarray(y)
+    predicted = np.asarray(up.composed_erm_predict(params, xj))
+    loss = float(up.composed_erm_loss(params, {"x": xj, "y": yj})[0])
+    perm = np.array([2, 0, 1])
+    permuted = {"logits": params["logits"][perm], "means": params["means"][perm],
+                "log_var": params["log_var"], "w": params["w"][np.r_[perm, 3]]}
+    permuted_loss = float(up.composed_erm_loss(permuted, {"x": xj, "y": yj})[0])
+    permuted_predicted = np.asarray(up.composed_erm_predict(permuted, xj))
+    flipped = float(up.composed_erm_loss({**params, "w": -params["w"]},
+                                         {"x": xj, "y": 1 - yj})[0])
+  reference = _np_composed_predict(params, x)
+  np.testing.assert_allclose(predicted, reference, rtol=1e-10)
+  assert loss == pytest.approx(-np.mean(y * np.log(reference) + (1 - y) * np.log(1 - reference)),
+                               rel=1e-10)
+  np.testing.assert_allclose(permuted_predicted, reference, rtol=1e-10)
+  assert permuted_loss == pytest.approx(loss, rel=1e-12)
+  assert flipped == pytest.approx(loss, rel=1e-12)
