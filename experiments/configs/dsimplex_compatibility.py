@@ -51,7 +51,9 @@ def get_config() -> ml_collections.ConfigDict:
 
 def quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.num_seeds = 2
-  c.steps_per_task = 20
+  c.num_tasks = 2      # task 0 from the pre-trained base model, task 1 = the replacement
+  c.replace_task = 1   # (5 tasks recompiled the evaluation once per task model)
+  c.steps_per_task = 10
   c.pretrain_chunks = 1
   c.channels = 8
   c.replacement_channels = 16

@@ -43,17 +43,18 @@ def get_config() -> ml_collections.ConfigDict:
 
 def quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.num_seeds = 2
-  c.num_steps = 50
+  c.num_steps = 20
   c.ks = (3, 4)
   c.ds = (8,)
   c.fixed_k = 4
   c.n_min = 32
-  c.n_max = 256
-  c.num_val = 256
-  c.num_test = 512
+  c.n_max = 64          # two sizes (32, 64): the masked bucket and first_crossing need ≥ 2
+  c.num_val = 128
+  c.num_test = 256
   c.learning_rates = ml_collections.ConfigDict(
       {"cnn": (2.0,), "lcn": (2.0,), "fcn": (2.0,)})
-  c.mnist1d_steps = 50
+  c.mnist1d_steps = 10
+  c.mnist1d_batch_size = 32  # the vmapped 1-D CNN/LCN steps (8 padded runs) ran slowest
   return c
 
 

@@ -39,13 +39,13 @@ def quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.num_seeds = 2
   c.dim = 16
   c.depth = 1
-  c.pretrain_steps = 30
-  c.probe_steps = 30
+  c.pretrain_steps = 10
+  c.probe_steps = 10
   c.shots = 10
   c.mp_hidden_dim = 32
   c.cov_num_tokens = 16
-  c.cov_num_train = 200
-  c.cov_num_test = 200
+  c.cov_num_train = 100
+  c.cov_num_test = 100
   return c
 
 

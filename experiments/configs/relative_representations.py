@@ -39,7 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
 def quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.num_seeds = 2
   c.anchors_per_class = 4
-  c.num_steps = 60
+  c.num_steps = 20
   c.mlp_hidden = (64,)
   c.cnn_channels = 8
   c.head_hidden = 32

@@ -36,8 +36,8 @@ def quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.num_members = 2
   c.channels = 4
   c.latent_dim = 8
-  c.train_steps = 50
-  c.probe_steps = 30
+  c.train_steps = 20
+  c.probe_steps = 10
   return c
 
 

@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 def quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.num_seeds = 2
-  c.labeled_sizes = (20, 50)
+  c.labeled_sizes = (50,)     # the n column the measures read: one ERM fit, half the grid
   c.unlabeled_sizes = (100, 1000)
   c.factor.dim = 20
   c.mixture.dim = 6
