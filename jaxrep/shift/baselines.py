@@ -170,17 +170,8 @@ def irm_loss_fn(apply_fn: ApplyFn, *, irm_lambda: float = 1e2,
     ``loss_fn(params, {"x": (E, n, ...), "y": (E, n), "step"}, rng) -> (L, metrics)``.
   """
 
-  def loss_fn(params, batch, rng):
-    del rng
-    logits = env_logits(apply_fn, params, batch["x"])
-    risks = env_risks(logits, batch["y"])
-    penalty = irm_penalty(logits, batch["y"], split_batch=split_batch).mean()
-    weight = _penalty_weight(batch, "irm_lambda", irm_lambda, "irm_penalty_anneal_iters",
-                             penalty_anneal_iters)
-    loss = risks.mean() + weight * penalty
-    return loss, env_metrics(logits, batch["y"], risks, penalty=penalty, penalty_weight=weight)
-
-  return loss_fn
+  penalty = lambda logits, y, risks: irm_penalty(logits, y, split_batch=split_batch).mean()
+  return _annealed_penalty_loss_fn(apply_fn, penalty, "irm", irm_lambda, penalty_anneal_iters)
 
 
 # ---------------------------------------------------------------------------
@@ -210,13 +201,22 @@ def vrex_loss_fn(apply_fn: ApplyFn, *, vrex_lambda: float = 1e1,
     ``loss_fn(params, {"x": (E, n, ...), "y": (E, n), "step"}, rng) -> (L, metrics)``.
   """
 
+  penalty = lambda logits, y, risks: vrex_penalty(risks)
+  return _annealed_penalty_loss_fn(apply_fn, penalty, "vrex", vrex_lambda, penalty_anneal_iters)
+
+
+def _annealed_penalty_loss_fn(apply_fn: ApplyFn, penalty_of: Callable, name: str,
+                              default_lambda: float, default_anneal_iters: int) -> LossFn:
+  """L = R̄ + λ_t · penalty_of(logits, y, risks), λ_t annealed by ``_penalty_weight``
+  with per-run overrides ``{name}_lambda`` and ``{name}_penalty_anneal_iters``."""
+
   def loss_fn(params, batch, rng):
     del rng
     logits = env_logits(apply_fn, params, batch["x"])
     risks = env_risks(logits, batch["y"])
-    penalty = vrex_penalty(risks)
-    weight = _penalty_weight(batch, "vrex_lambda", vrex_lambda,
-                             "vrex_penalty_anneal_iters", penalty_anneal_iters)
+    penalty = penalty_of(logits, batch["y"], risks)
+    weight = _penalty_weight(batch, f"{name}_lambda", default_lambda,
+                             f"{name}_penalty_anneal_iters", default_anneal_iters)
     loss = risks.mean() + weight * penalty
     return loss, env_metrics(logits, batch["y"], risks, penalty=penalty, penalty_weight=weight)
 
