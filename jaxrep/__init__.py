@@ -2,5 +2,5 @@
 
 __version__ = "0.1.0"  # keep in step with pyproject.toml
 
-__all__ = ["__version__", "causal", "core", "data", "groups", "nn", "probe", "registry", "stats",
-           "diffusion", "lazy", "shift", "ssl", "symmetry", "theory"]
+__all__ = ["__version__", "causal", "compression", "core", "data", "groups", "nn", "probe", "registry", "stats",
+           "diffusion", "generative", "lazy", "shift", "ssl", "symmetry", "theory"]
