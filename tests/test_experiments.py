@@ -30,9 +30,9 @@ DISCRETE_FLIPS = {
 CENSORED_IN_QUICK = {"locality_dsd"}
 
 
-def quick_run(paper_id: str, workdir, mesh: str | None) -> dict:
+def quick_run(paper_id: str, workdir, mesh: str | None, data_dir: str) -> dict:
   experiment.execute(cli.load_experiment(paper_id), str(workdir), quick=True, mesh=mesh,
-                     data_dir=str(workdir.parent / "data"), verbose=False)
+                     data_dir=data_dir, verbose=False)
   return json.loads((workdir / "results.json").read_text())
 
 
@@ -47,8 +47,8 @@ def test_every_implemented_paper_is_here():
 
 @pytest.mark.timeout(1200)  # two quick runs with compiles; ≤ 4 min each here under load
 @pytest.mark.parametrize("paper_id", IDS)
-def test_quick_run_uses_every_device_and_matches_one_device(paper_id, tmp_path):
-  eight = quick_run(paper_id, tmp_path / "eight", None)
+def test_quick_run_uses_every_device_and_matches_one_device(paper_id, tmp_path, shared_data_dir):
+  eight = quick_run(paper_id, tmp_path / "eight", None, shared_data_dir)
   assert eight["passed"] is None
   assert (tmp_path / "eight" / "figure.png").exists()
   means = measured_means(eight)
@@ -58,7 +58,7 @@ def test_quick_run_uses_every_device_and_matches_one_device(paper_id, tmp_path):
   for name, layout in eight["env"]["fits"].items():
     assert layout["state_devices"] == 8, (name, layout)
 
-  one = quick_run(paper_id, tmp_path / "one", "seeds=1")
+  one = quick_run(paper_id, tmp_path / "one", "seeds=1", shared_data_dir)
   assert one["env"]["mesh"] == {"seed": 1, "data": 1}
   for name, layout in one["env"]["fits"].items():
     assert layout["state_devices"] == 1, (name, layout)
