@@ -251,3 +251,24 @@ def test_kci_power_rises_with_sample_size():
         keys, dependent, lambda x, y, z: kci.kci_conditional(x, y, z, truncate=False)))
   assert powers[0] < powers[1] < powers[2], powers
   assert powers[2] >= 0.8, powers
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("k,n", [(0, 40), (1, 40), (37, 40), (40, 40), (198, 200), (7, 60)])
+def test_clopper_pearson_bounds_match_scipy_binomtest(k, n):
+  """One-sided (1−α) bounds = the ends of SciPy's exact two-sided (1−2α) interval.
+  Catches a swapped Beta parameter (n − k vs n − k + 1) or α vs 1 − α."""
+  interval = sps.binomtest(k, n).proportion_ci(confidence_level=0.90, method="exact")
+  np.testing.assert_allclose(stats.clopper_pearson_lower(k, n, 0.95), interval.low, atol=1e-10)
+  np.testing.assert_allclose(stats.clopper_pearson_upper(k, n, 0.95), interval.high, atol=1e-10)
+
+
+def test_clopper_pearson_coverage_by_simulation():
+  """P(lower ≤ p) ≥ 95% for a true p: the bound is conservative, not anti-conservative."""
+  rng = np.random.default_rng(0)
+  p, n = 0.93, 200
+  ks = rng.binomial(n, p, size=2000)
+  covered = np.mean([stats.clopper_pearson_lower(int(k), n) <= p for k in ks])
+  assert covered >= 0.95
+  with pytest.raises(ValueError, match="successes"):
+    stats.clopper_pearson_lower(5, 4)
