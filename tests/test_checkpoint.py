@@ -387,3 +387,16 @@ if __name__ == "__main__":
     train_program(workdir, die_at=die, sig=sig)
   else:
     experiment.execute(TINY, workdir, verbose=False)
+
+
+def test_restart_whose_log_was_never_written_drops_nothing(tmp_path):
+  """A crash before the first metric line leaves a start marker with log size 0 and no
+  ``metrics.jsonl``; the restart must not try to truncate the missing file (it did:
+  ``FileNotFoundError``). Catches ``current < size`` in place of ``current <= size``."""
+  logger = MetricLogger(str(tmp_path), tensorboard=False)
+  assert loop.log_size(logger) == 0 and not (tmp_path / "metrics.jsonl").exists()
+  assert loop.drop_log_after(logger, 0) == 0
+  logger.log(0, {"a": 1.0})
+  size = loop.log_size(logger)
+  logger.log(1, {"a": 2.0})
+  assert loop.drop_log_after(logger, size) == 1 and loop.log_size(logger) == size

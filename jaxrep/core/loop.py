@@ -68,7 +68,7 @@ def drop_log_after(logger: log_lib.MetricLogger | None, size: int | None) -> int
   """Cuts ``metrics.jsonl`` back to ``size`` bytes (lines logged after a checkpoint
   that the resumed run logs again); returns the number of lines dropped."""
   current = log_size(logger)
-  if size is None or current is None or current < size:
+  if size is None or current is None or current <= size:  # nothing logged since (or no file)
     return 0
   with open(logger.path, "rb+") as f:
     f.seek(size)
