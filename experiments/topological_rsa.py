@@ -5,29 +5,35 @@ Representations", PNAS 2024 — the neural-network simulation.
 
 Command, runtime, expected and measured result: ``experiments/configs/topological_rsa.py``.
 
-Protocol. ``num_seeds`` MLPs (4 hidden ReLU layers) are trained on sklearn
-digits by one ``fit`` over seeds (Adam; each step's minibatch is drawn without
-replacement, the protocol of the original run, kept). Stimuli are 10 test digits per class (100).
-Replicate r uses network r as the "data": the activations of one of its layers
-plus isotropic Gaussian noise with variance (mean per-unit activation variance)
-/ SNR; the candidate models are every layer of the other networks. A data RDM
-(euclidean, as the authors' ``pdist``) is assigned the layer whose candidate
-RDMs it matches best on average (Pearson correlation of the transformed RDM
-vectors; on the plain RDM this is the Spearman correlation because every
-statistic is computed, as in the authors' code, on the rank-normalised RDM).
-Chance is 1/4.
+Protocol (the authors' neural-network simulation, doerlbh/TopologicalRSA, as
+issue 12 read it). ``num_seeds`` MLPs (4 hidden ReLU layers) are trained on
+sklearn digits by one ``fit`` over seeds (Adam; minibatches drawn without
+replacement). Stimuli are 10 test digits per class (100). Each network is an
+instance; its layers' RDMs (euclidean, as the authors' ``pdist``) are the
+samples to classify by layer. Noise goes on the RDM entries:
+d̃ = max(d + λ·std(d)·ε, 0) for λ in {0, 0.1, 0.2, 0.3, 0.4} (std over each
+RDM's own entries: our reading of "std(RDMs)"), every instance's RDMs with
+their own draw. A statistic transforms every noisy RDM (on the rank-normalised
+RDM, as the authors' ``gt_transform``); instance r's layer-ℓ RDM is assigned
+to the nearest layer centroid (Pearson similarity to the mean transformed RDM
+of that layer over the other instances: leave one instance out). Chance is 1/4.
 
 Statistics: the plain RDM (GT_{0,1}); GT_{l,u} for l ≤ u on a 0.1 grid
-(excluding (0, 1)); and the geodesic RDM of GT_{0,u} for a few u. For each SNR
-the best statistic is chosen on ``num_val_draws`` noise draws and scored on
-``num_test_draws`` fresh draws, so the comparison carries no selection bias.
-The test-set maximum over the grid (an optimistic oracle) is reported in
-``details`` only.
+(excluding (0, 1)); and the geodesic RDM of GT_{0,u} for a few u. For each
+noise level the best statistic is chosen on ``num_val_draws`` noise draws and
+scored on ``num_test_draws`` fresh draws, so the comparison carries no
+selection bias. The test-set maximum over the grid (an optimistic oracle) is
+reported in ``details`` only.
 
-Noise is added to the activations (the issue's "a layer of seed 0 plus
-noise"), not to the RDMs as in the authors' CNN simulation. The SNR grid was
-fixed from a pilot that looked at the plain RDM's accuracy only, so that it
-spans near-perfect to near-chance identification.
+Claim (thresholds ours): the selected GT statistic is within 2 points of the
+plain RDM at every noise level, and its accuracy drop from λ = 0 to λ = 0.4 is
+no more than 2 points larger than the RDM's.
+
+History. Sessions 2–4 added isotropic noise to the *activations* at SNRs
+10 … 0.03, compared each noisy data RDM with the other networks' clean RDMs
+(mean similarity) and claimed GT beats the RDM at the lowest SNR: plain RDM
+0.340 vs best GT 0.333 at SNR 0.03 (and 0.430 vs 0.394 at SNR 0.1), FAIL.
+That protocol was ours, not the authors'; issue 12 replaced it with theirs.
 """
 from __future__ import annotations
 
@@ -91,21 +97,15 @@ def select_stimuli(labels: np.ndarray, per_class: int) -> np.ndarray:
   return np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in np.unique(labels)])
 
 
-@functools.partial(jax.jit, static_argnames=("snrs", "num_draws"))
-def noisy_data_rdms(key, activations, snrs, num_draws):
-  """Rank-normalised RDMs of one network's noisy layers: (snrs, draws, layers, m)."""
-  def one_layer(key, act, snr):
-    noise_std = jnp.sqrt(act.var(axis=0).mean() / snr)
-    noise = noise_std * jax.random.normal(key, act.shape, act.dtype)
-    return trsa.rank_normalize(rdm_lib.rdm_vector(act + noise))
-
-  def one_snr(key, snr):
-    keys = jax.random.split(key, (num_draws, len(activations)))
-    return jnp.stack([jax.vmap(one_layer, in_axes=(0, None, None))(keys[:, layer], act, snr)
-                      for layer, act in enumerate(activations)], axis=1)
-
-  keys = jax.random.split(key, len(snrs))
-  return jnp.stack([one_snr(k, s) for k, s in zip(keys, snrs)])
+@functools.partial(jax.jit, static_argnames=("levels", "num_draws"))
+def noisy_rank_rdms(key, rdms, levels, num_draws):
+  """Rank-normalised noisy RDMs: rdms (instances, layers, m) → (levels, draws,
+  instances, layers, m), an independent draw per level, draw and RDM."""
+  keys = jax.random.split(key, (len(levels), num_draws))
+  noisy = jnp.stack([jax.vmap(lambda k: trsa.noisy_rdms(k, rdms, level))(keys[i])
+                     for i, level in enumerate(levels)])
+  flat = noisy.reshape(-1, noisy.shape[-1])
+  return jax.vmap(trsa.rank_normalize)(flat).reshape(noisy.shape)
 
 
 def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Outcome:
@@ -119,68 +119,61 @@ def run(c: ml_collections.ConfigDict, ctx: experiment.Context) -> experiment.Out
   params, train_acc, loss_curves = ctx.stage("fit", lambda: train_networks(ctx, c, x, y))
   model = LayeredMLP(tuple(c.widths))
   hidden = jax.vmap(lambda p: model.apply(p, stimuli)[1])(params)  # list of (seeds, n, w)
-  candidate_rdms = jnp.stack([jax.vmap(lambda a: trsa.rank_normalize(rdm_lib.rdm_vector(a)))(h)
-                              for h in hidden], axis=1)  # (seeds, layers, m)
-
-  noise_keys = ctx.seed_keys("noise", c.num_seeds)
-  snrs = tuple(float(s) for s in c.snrs)
-
-  def draws(num):
-    return jnp.stack([noisy_data_rdms(noise_keys[r], [h[r] for h in hidden], snrs, num)
-                      for r in range(c.num_seeds)])
-
+  rdms = jnp.stack([jax.vmap(rdm_lib.rdm_vector)(h) for h in hidden], axis=1)  # (seeds, L, m)
+  levels = tuple(float(v) for v in c.noise_levels)
   stats = ([("gt", 0.0, 1.0)] + [("gt", l, u) for l, u in gt_grid(c.grid_step)]
            + [("geodesic", 0.0, float(u)) for u in c.geodesic_uppers])
-  per_draw = ctx.stage("accuracies", lambda: trsa.statistic_accuracies(
-      draws(c.num_val_draws + c.num_test_draws), candidate_rdms, stats, c.comparison))
-  val = per_draw[..., :c.num_val_draws].mean(-1)
-  test = per_draw[..., c.num_val_draws:].mean(-1)
+  draws = noisy_rank_rdms(ctx.key("rdm_noise"), rdms, levels, c.num_val_draws + c.num_test_draws)
+  per_draw = ctx.stage("accuracies", lambda: trsa.centroid_statistic_accuracies(
+      draws, stats, c.comparison))          # (stats, levels, draws, instances)
+  val = per_draw[:, :, :c.num_val_draws].mean(2).transpose(0, 2, 1)   # (stats, instances, levels)
+  test = per_draw[:, :, c.num_val_draws:].mean(2).transpose(0, 2, 1)
 
-  # val/test: (stats, replicates, snrs). Index 0 is the plain RDM.
-  best = np.argmax(val[1:].mean(axis=1), axis=0) + 1  # per SNR, over GT/geodesic stats
-  plain = test[0]                                           # (replicates, snrs)
-  chosen = np.stack([test[best[j], :, j] for j in range(len(snrs))], axis=1)
-  measured, details = {}, {"stats": [list(s) for s in stats], "snrs": list(snrs),
+  best = np.argmax(val[1:].mean(axis=1), axis=0) + 1  # per level, over GT/geodesic stats
+  plain = test[0]                                           # (instances, levels)
+  chosen = np.stack([test[best[j], :, j] for j in range(len(levels))], axis=1)
+  measured, details = {}, {"stats": [list(s) for s in stats], "noise_levels": list(levels),
                            "train_accuracy": train_acc, "chosen": {}}
-  for j, snr in enumerate(snrs):
-    measured[f"acc_rdm_snr{snr:g}"] = plain[:, j]
-    measured[f"acc_best_gt_snr{snr:g}"] = chosen[:, j]
-    details["chosen"][f"snr{snr:g}"] = list(stats[best[j]])
-    details[f"oracle_best_test_snr{snr:g}"] = float(test[1:, :, j].mean(axis=1).max())
+  for j, level in enumerate(levels):
+    measured[f"acc_rdm_noise{level:g}"] = plain[:, j]
+    measured[f"acc_best_gt_noise{level:g}"] = chosen[:, j]
+    details["chosen"][f"noise{level:g}"] = list(stats[best[j]])
+    details[f"oracle_best_test_noise{level:g}"] = float(test[1:, :, j].mean(axis=1).max())
   measured["train_accuracy"] = train_acc
   details["mean_test_accuracy"] = test.mean(axis=1)
-  details["noise_free_accuracy_rdm"] = np.array([float(trsa.leave_one_out_layer_accuracy(
-      candidate_rdms[r], candidate_rdms, r, c.comparison)) for r in range(c.num_seeds)])
-  gt_minus_rdm = chosen - plain  # (replicates, snrs)
-  lowest = int(np.argmin(snrs))
-  measured["min_gt_minus_rdm_over_snrs"] = float(gt_minus_rdm.mean(0).min())
-  measured["gt_minus_rdm_lowest_snr"] = gt_minus_rdm[:, lowest]
-  ctx.save_figure(plot(snrs, plain, chosen, test, stats, loss_curves, c))
+  gt_minus_rdm = chosen - plain  # (instances, levels)
+  low, high = int(np.argmin(levels)), int(np.argmax(levels))
+  measured["min_gt_minus_rdm_over_levels"] = float(gt_minus_rdm.mean(0).min())
+  measured["gt_drop_minus_rdm_drop"] = ((chosen[:, low] - chosen[:, high])
+                                        - (plain[:, low] - plain[:, high]))
+  details["instances_within_2_points_at_every_level"] = int(np.sum(
+      gt_minus_rdm.min(axis=1) >= -0.02))
+  ctx.save_figure(plot(levels, plain, chosen, test, stats, loss_curves, c))
   return experiment.Outcome(measured=measured, details=details)
 
 
-def plot(snrs, plain, chosen, test, stats, loss_curves, c):
+def plot(levels, plain, chosen, test, stats, loss_curves, c):
   fig, (ax, ax_grid, ax_train) = figures.panels(3, width=5.5)
   for values, label, color in ((plain, "plain RDM", "k"),
                                (chosen, "best geo-topological (val-selected)", "tab:red")):
-    ax.errorbar(snrs, values.mean(0), yerr=values.std(0), fmt="o-", color=color, label=label,
+    ax.errorbar(levels, values.mean(0), yerr=values.std(0), fmt="o-", color=color, label=label,
                 capsize=3)
   ax.axhline(1 / len(c.widths), color="gray", ls=":", label="chance")
-  ax.set(xscale="log", xlabel="SNR", ylabel="layer-identification accuracy",
-         title="test noise draws (mean ± std over data networks)")
+  ax.set(xlabel="RDM noise λ (× std of the RDM)", ylabel="layer-identification accuracy",
+         title="test noise draws (mean ± std over instances)")
   ax.legend()
   ax.grid(alpha=0.3, which="both")
-  levels = np.round(np.arange(0, 1 + 1e-9, c.grid_step), 6)
-  grid = np.full((len(levels), len(levels)), np.nan)
-  lowest = int(np.argmin(snrs))
+  quantiles = np.round(np.arange(0, 1 + 1e-9, c.grid_step), 6)
+  grid = np.full((len(quantiles), len(quantiles)), np.nan)
+  noisiest = int(np.argmax(levels))
   for s, (kind, l, u) in enumerate(stats):
     if kind == "gt":
-      grid[np.searchsorted(levels, u), np.searchsorted(levels, l)] = test[s, :, lowest].mean()
+      grid[np.searchsorted(quantiles, u), np.searchsorted(quantiles, l)] = test[s, :, noisiest].mean()
   image = ax_grid.imshow(grid, origin="lower", extent=(-0.05, 1.05, -0.05, 1.05),
                          cmap="viridis")
   fig.colorbar(image, ax=ax_grid, label="accuracy")
   ax_grid.set(xlabel="lower quantile l", ylabel="upper quantile u",
-              title=f"GT_(l,u) accuracy at SNR {snrs[lowest]:g} (test draws)")
+              title=f"GT_(l,u) accuracy at λ = {levels[noisiest]:g} (test draws)")
   figures.plot_curves(ax_train, {f"{len(c.widths)}-layer MLPs": loss_curves},
                       title=f"training ({c.num_seeds} networks, batch loss)")
   fig.tight_layout()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy.sparse.csgraph import csgraph_from_dense, shortest_path
 from scipy.spatial.distance import pdist, squareform
+from scipy import stats as scipy_stats
 from scipy.stats import rankdata
 
 from jaxrep.probe import topological_rsa as trsa
@@ -190,3 +191,66 @@ def test_statistic_accuracies_transform_every_rdm_then_identify():
           data_t, cand, r, "pearson"))
   with pytest.raises(ValueError, match="unknown statistic"):
     trsa.statistic_accuracies(jnp.asarray(data), jnp.asarray(candidates), [("pca", 0.0, 1.0)])
+
+
+def _loop_centroid_accuracy(rdms, method):
+  """NumPy loop: instance r, layer ℓ → argmax over ℓ' of sim(rdm_{r,ℓ}, mean_{r'≠r} rdm_{r',ℓ'})."""
+  num_instances, num_layers, _ = rdms.shape
+  sim = {"pearson": lambda a, b: np.corrcoef(a, b)[0, 1],
+         "spearman": lambda a, b: scipy_stats.spearmanr(a, b)[0]}[method]
+  out = []
+  for r in range(num_instances):
+    others = [i for i in range(num_instances) if i != r]
+    centroids = rdms[others].mean(axis=0)
+    hits = [np.argmax([sim(rdms[r, l], centroids[k]) for k in range(num_layers)]) == l
+            for l in range(num_layers)]
+    out.append(np.mean(hits))
+  return np.array(out)
+
+
+@pytest.mark.parametrize("method", ["pearson", "spearman"])
+def test_centroid_identification_matches_a_numpy_loop(method):
+  """Leave-one-instance-out nearest centroid against an explicit loop, on RDMs noisy
+  enough that some layers are misassigned. Catches the instance's own RDM left in
+  its centroid, and a centroid over layers instead of instances."""
+  rng = np.random.default_rng(3)
+  base = rng.random((4, 45))
+  rdms = base[None] + 3.0 * rng.random((5, 4, 45))  # 5 instances, 4 layers
+  got = np.asarray(trsa.centroid_identification_accuracy(jnp.asarray(rdms), method))
+  expected = _loop_centroid_accuracy(rdms, method)
+  np.testing.assert_allclose(got, expected)
+  assert 0 < expected.mean() < 1
+  batched = trsa.centroid_identification_accuracy(jnp.asarray(np.stack([rdms, rdms[::-1]])),
+                                                  method)
+  np.testing.assert_allclose(batched[0], got)
+
+
+def test_noisy_rdms_scale_with_each_rdms_std_and_clip_at_zero():
+  """Noise std = level × std(d) per RDM vector (a statistical check on unclipped
+  entries), entries clipped at 0, level 0 the identity. Catches a global or
+  unscaled noise std and a missing clip."""
+  rng = np.random.default_rng(4)
+  rdms = jnp.asarray(np.stack([50 + rng.random(4000), 50 + 5 * rng.random(4000)]))
+  noisy = trsa.noisy_rdms(jax.random.key(0), rdms, 0.3)
+  ratio = np.std(np.asarray(noisy - rdms), axis=-1) / (0.3 * np.std(np.asarray(rdms), axis=-1))
+  np.testing.assert_allclose(ratio, 1.0, atol=0.05)
+  np.testing.assert_array_equal(trsa.noisy_rdms(jax.random.key(0), rdms, 0.0), rdms)
+  small = trsa.noisy_rdms(jax.random.key(1), jnp.asarray(rng.random((3, 500))), 2.0)
+  assert float(small.min()) == 0.0
+
+
+def test_centroid_statistic_accuracies_transform_then_classify():
+  rng = np.random.default_rng(5)
+  rdms = rng.random((2, 4, 3, 36)) + np.stack([_rdm(layer, n=9) for layer in range(3)])
+  stats = [("gt", 0.0, 1.0), ("gt", 0.2, 0.7), ("geodesic", 0.0, 0.3)]
+  got = trsa.centroid_statistic_accuracies(jnp.asarray(rdms), stats)
+  assert got.shape == (3, 2, 4)
+  for s, (kind, l, u) in enumerate(stats):
+    if kind == "gt":
+      transform = lambda v: trsa.geotopological_transform(v, l, u)
+    else:
+      transform = lambda v: trsa.fill_unreachable(trsa.geodesic_transform(
+          trsa.geotopological_transform(v, l, u)))
+    for d in range(2):
+      t = np.asarray(jax.vmap(jax.vmap(transform))(jnp.asarray(rdms[d])))
+      np.testing.assert_allclose(got[s, d], _loop_centroid_accuracy(t, "pearson"))

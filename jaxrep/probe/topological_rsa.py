@@ -30,6 +30,11 @@ For an RDM vector d (m,) (upper triangle, see ``jaxrep.probe.rdm``):
   fraction assigned to their true layer. ``statistic_accuracies`` scores many
   statistics (GT_{l,u}, geodesic GT) at once, each data network's own model
   left out of the vote (``leave_one_out_layer_accuracy``).
+* the authors' protocol (``centroid_statistic_accuracies``): every instance's
+  RDMs get noise on their entries, d̃ = max(d + λ·std(d)·ε, 0) (``noisy_rdms``),
+  each statistic transforms every noisy RDM, and instance r's RDM of layer ℓ
+  is assigned to the nearest layer centroid c_{ℓ'} = mean_{r' ≠ r} T(d̃_{r',ℓ'})
+  (leave one instance out; ``centroid_identification_accuracy``).
 """
 from __future__ import annotations
 
@@ -185,6 +190,65 @@ def _geodesic_accuracy(data_rdms, candidate_rdms, lower, upper, method):
   cand = jax.vmap(jax.vmap(transform))(candidate_rdms)
   return jax.vmap(lambda d, r: leave_one_out_layer_accuracy(d, cand, r, method))(
       data_t, jnp.arange(data_rdms.shape[0]))
+
+
+def noisy_rdms(key: jax.Array, rdms: jax.Array, level: float | jax.Array) -> jax.Array:
+  """d̃ = max(d + level · std(d) · ε, 0), ε ~ N(0, I), the std taken over each RDM
+  vector's own entries: rdms (..., m) → (..., m)."""
+  scale = level * jnp.std(rdms, axis=-1, keepdims=True)
+  return jnp.maximum(rdms + scale * jax.random.normal(key, rdms.shape, rdms.dtype), 0.0)
+
+
+def centroid_identification_accuracy(rdms: jax.Array, method: str = "pearson") -> jax.Array:
+  """Leave-one-instance-out nearest-centroid layer identification.
+
+  Args:
+    rdms: (..., instances, layers, m) RDM vectors (already transformed).
+    method: the RDM comparison (similarity; the nearest centroid is the most similar).
+
+  Returns:
+    (..., instances): for instance r, the fraction of its layers ℓ whose RDM is most
+    similar to the centroid of layer ℓ over the other instances.
+  """
+  *lead, num_instances, num_layers, m = rdms.shape
+  if num_instances < 2:
+    raise ValueError("leave-one-instance-out needs at least 2 instances")
+  centroids = (rdms.sum(axis=-3, keepdims=True) - rdms) / (num_instances - 1)
+  if method == "pearson":
+    scores = jnp.einsum("...im,...jm->...ij", _standardize(rdms), _standardize(centroids)) / m
+  else:
+    compare = lambda a, b: rdm_lib.compare_rdm_sets(a, b, method)
+    flat = lambda x: x.reshape(-1, num_layers, m)
+    scores = jax.vmap(compare)(flat(rdms), flat(centroids)).reshape(
+        *lead, num_instances, num_layers, num_layers)
+  return jnp.mean(jnp.argmax(scores, axis=-1) == jnp.arange(num_layers), axis=-1)
+
+
+def _transform_all(rdms: jax.Array, kind: str, lower: float, upper: float) -> jax.Array:
+  flat = rdms.reshape(-1, rdms.shape[-1])
+  if kind == "gt":
+    q = jax.vmap(lambda v: jnp.quantile(v, jnp.asarray([lower, upper])))(flat)
+    out = geotopological_map(flat, q[:, :1], q[:, 1:])
+  elif kind == "geodesic":
+    out = jax.lax.map(lambda v: fill_unreachable(geodesic_transform(
+        geotopological_transform(v, lower, upper))), flat, batch_size=64)
+  else:
+    raise ValueError(f"unknown statistic {kind!r}; use 'gt' or 'geodesic'")
+  return out.reshape(rdms.shape)
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "method"))
+def _centroid_accuracy(rdms, lower, upper, kind, method):
+  return centroid_identification_accuracy(_transform_all(rdms, kind, lower, upper), method)
+
+
+def centroid_statistic_accuracies(rdms: jax.Array, stats: Sequence[tuple[str, float, float]],
+                                  method: str = "pearson") -> np.ndarray:
+  """Nearest-centroid accuracy of every statistic: rdms (..., instances, layers, m)
+  (e.g. noise levels × draws leading) → (stats, ..., instances). ``stats`` as in
+  ``statistic_accuracies``; every RDM is transformed before the centroids are taken."""
+  return np.asarray(jnp.stack([_centroid_accuracy(rdms, l, u, kind, method)
+                               for kind, l, u in stats]))
 
 
 def statistic_accuracies(data_rdms: jax.Array, candidate_rdms: jax.Array,
