@@ -25,6 +25,9 @@ DISCRETE_FLIPS = {
     "rich_representations": {"heldout_classes_wide": 0.002, "heldout_classes_gain": 0.002},
     # MNIST-1D LCN test accuracy: one of 1,000 test examples on one seed
     "locality_dsd": {"mnist1d_accuracy_lcn": 0.002},
+    # balanced accuracy (points) of RCAL's linear classifier on quick-mode features
+    # (one test example of one class)
+    "rcal": {"balanced_accuracy_rcal": 0.15, "rcal_minus_ce": 0.15, "rcal_minus_lof": 0.15},
 }
 # Quick grids too small for the target: DSD's n* are censored at inf (slopes NaN).
 CENSORED_IN_QUICK = {"locality_dsd"}

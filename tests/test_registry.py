@@ -115,7 +115,7 @@ def test_status_rules(tmp_path):
   assert papers["tinvnn"].status == "not comparable" and papers["tinvnn"].runtime_s == 12.5
   assert papers["locality_dsd"].status == "implemented"
   assert papers["locality_dsd"].runtime_s is None
-  assert papers["kd3"].status == "not started"
+  assert papers["pv_tuning"].status == "not started"
 
 
 def test_malformed_checks_are_rejected(tmp_path):

@@ -140,6 +140,22 @@ def denoising_errors(prediction: jax.Array, kind: str, x_t: jax.Array, x0: jax.A
   return jnp.mean(error.reshape(error.shape[0], -1), axis=1)
 
 
+def noisy_inputs(process: NoiseProcess, x0: jax.Array, rng: jax.Array,
+                 time_sampler: Callable[[jax.Array, tuple[int, ...]], jax.Array] | None = None
+                 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """(t, ε, x_t, key) for a clean batch x0: t ~ ``time_sampler`` (default
+  U[t_min, t_max]), ε ~ N(0, I), x_t = α(t) x₀ + σ(t) ε, and a spare key. These are
+  the draws of ``denoising_loss_fn``, so losses built on it (REPA, DiTi) see the
+  same (t, ε) for the same key."""
+  key_t, key_eps, key_rest = jax.random.split(rng, 3)
+  if time_sampler is None:
+    t = schedules.uniform_time(process, key_t, (x0.shape[0],))
+  else:
+    t = time_sampler(key_t, (x0.shape[0],))
+  eps = jax.random.normal(key_eps, x0.shape, x0.dtype)
+  return t, eps, schedules.q_sample(process, eps, x0, t), key_rest
+
+
 def denoising_loss_fn(apply_fn: Callable[..., jax.Array], process: NoiseProcess, *,
                       prediction: str = "eps", target: str | None = None,
                       weighting: Weighting | None = None,
@@ -171,16 +187,11 @@ def denoising_loss_fn(apply_fn: Callable[..., jax.Array], process: NoiseProcess,
   _check(prediction)
   if label_dropout > 0 and null_label is None:
     raise ValueError("label_dropout needs null_label")
-  time_sampler = time_sampler or (lambda key, shape: schedules.uniform_time(process, key,
-                                                                            shape))
 
   def loss_fn(params, batch, rng, axis_name=None):
     del axis_name
     x0 = batch["x"]
-    key_t, key_eps, key_drop = jax.random.split(rng, 3)
-    t = time_sampler(key_t, (x0.shape[0],))
-    eps = jax.random.normal(key_eps, x0.shape, x0.dtype)
-    x_t = schedules.q_sample(process, eps, x0, t)
+    t, eps, x_t, key_drop = noisy_inputs(process, x0, rng, time_sampler)
     if "label" in batch:
       labels = batch["label"]
       if label_dropout > 0:
