@@ -171,6 +171,14 @@ def test_leave_one_out_accuracy_is_identify_layers_without_the_own_model(method)
     np.testing.assert_allclose(got, expected)
 
 
+def _statistic_transform(kind, lower, upper):
+  """One RDM vector's GT_{l,u} or its geodesic RDM, written out from the primitives."""
+  gt = lambda v: trsa.geotopological_transform(v, lower, upper)
+  if kind == "gt":
+    return gt
+  return lambda v: trsa.fill_unreachable(trsa.geodesic_transform(gt(v)))
+
+
 def test_statistic_accuracies_transform_every_rdm_then_identify():
   rng = np.random.default_rng(12)
   candidates = np.stack([[_rdm(10 * s + layer, n=9) for layer in range(3)] for s in range(3)])
@@ -179,11 +187,7 @@ def test_statistic_accuracies_transform_every_rdm_then_identify():
   got = trsa.statistic_accuracies(jnp.asarray(data), jnp.asarray(candidates), stats)
   assert got.shape == (4, 3, 4)
   for s, (kind, l, u) in enumerate(stats):
-    if kind == "gt":
-      transform = lambda v: trsa.geotopological_transform(v, l, u)
-    else:
-      transform = lambda v: trsa.fill_unreachable(trsa.geodesic_transform(
-          trsa.geotopological_transform(v, l, u)))
+    transform = _statistic_transform(kind, l, u)
     cand = jax.vmap(jax.vmap(transform))(jnp.asarray(candidates))
     for r in range(3):
       data_t = jax.vmap(jax.vmap(transform))(jnp.asarray(data[r]))
@@ -246,11 +250,7 @@ def test_centroid_statistic_accuracies_transform_then_classify():
   got = trsa.centroid_statistic_accuracies(jnp.asarray(rdms), stats)
   assert got.shape == (3, 2, 4)
   for s, (kind, l, u) in enumerate(stats):
-    if kind == "gt":
-      transform = lambda v: trsa.geotopological_transform(v, l, u)
-    else:
-      transform = lambda v: trsa.fill_unreachable(trsa.geodesic_transform(
-          trsa.geotopological_transform(v, l, u)))
+    transform = _statistic_transform(kind, l, u)
     for d in range(2):
       t = np.asarray(jax.vmap(jax.vmap(transform))(jnp.asarray(rdms[d])))
       np.testing.assert_allclose(got[s, d], _loop_centroid_accuracy(t, "pearson"))
